@@ -1,0 +1,43 @@
+# cryoensemble: `make demo` and `make test` work on a fresh machine (they create .venv first).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Tests marked slow run when PYTEST_MARK includes them (CI: PYTEST_MARK="slow or not slow").
+PYTEST_MARK ?= not slow
+DEMO_OUT ?= demo_output
+
+.PHONY: demo test lint format relion bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# RELION 3.1 (Debian package) for the interoperability tests; installed when we are root.
+relion:
+	@command -v relion_project >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq relion >/dev/null) \
+	      || echo "warning: could not install relion; RELION tests will be skipped"; \
+	  else echo "note: relion_project not found and not root; RELION tests will be skipped"; fi; }
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format src tests benchmarks examples
+	$(VENV)/bin/ruff check --fix src tests benchmarks examples
+
+test: $(VENV)/.installed relion lint
+	$(PY) -m pytest -m "$(PYTEST_MARK)"
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/cryoensemble demo --out $(DEMO_OUT) --overwrite
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_imaging.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,25 @@
+"""Atomic models: reading PDB/mmCIF files, element inference, selections and PDB writing."""
+
+from cryoensemble.structure.elements import (
+    ATOMIC_MASSES,
+    atomic_mass,
+    atomic_number,
+    infer_element,
+    normalize_symbol,
+)
+from cryoensemble.structure.io import read_models, read_structure, write_multimodel_pdb, write_pdb
+from cryoensemble.structure.model import AtomicModel, selection_indices
+
+__all__ = [
+    "ATOMIC_MASSES",
+    "AtomicModel",
+    "atomic_mass",
+    "atomic_number",
+    "infer_element",
+    "normalize_symbol",
+    "read_models",
+    "read_structure",
+    "selection_indices",
+    "write_multimodel_pdb",
+    "write_pdb",
+]

@@ -1,0 +1,23 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import pytest
+
+DATA = Path(__file__).resolve().parents[1] / "src" / "cryoensemble" / "data"
+
+
+@pytest.fixture
+def x64():
+    """Run the test with 64-bit JAX arrays (restored afterwards)."""
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The example data shipped with the package."""
+    return DATA
