@@ -25,11 +25,28 @@ def _relion_ctf(k, phi, u, v, angle, kv, cs_mm, q0, phase=0.0, bfac=0.0, scale=1
     [(0.0, 0.0), (0.01, 0.3), (0.05, 1.0), (0.1, -2.0), (0.2, 2.5), (0.33, 0.7)],
 )
 def test_ctf_matches_relion_formula(k, phi, x64):
-    p = dict(u=15000.0, v=13000.0, angle=30.0, kv=300.0, cs_mm=2.7, q0=0.1, phase=10.0, bfac=50.0, scale=0.8)
+    p = dict(
+        u=15000.0,
+        v=13000.0,
+        angle=30.0,
+        kv=300.0,
+        cs_mm=2.7,
+        q0=0.1,
+        phase=10.0,
+        bfac=50.0,
+        scale=0.8,
+    )
     params = CTFParams(
-        defocus_u=p["u"], defocus_v=p["v"], defocus_angle=p["angle"], voltage=p["kv"],
-        spherical_aberration=p["cs_mm"], amplitude_contrast=p["q0"], phase_shift=p["phase"],
-        b_factor=p["bfac"], scale=p["scale"], dtype=jnp.float64,
+        defocus_u=p["u"],
+        defocus_v=p["v"],
+        defocus_angle=p["angle"],
+        voltage=p["kv"],
+        spherical_aberration=p["cs_mm"],
+        amplitude_contrast=p["q0"],
+        phase_shift=p["phase"],
+        b_factor=p["bfac"],
+        scale=p["scale"],
+        dtype=jnp.float64,
     )
     got = ctf(params, jnp.float64(k * np.cos(phi)), jnp.float64(k * np.sin(phi)))
     np.testing.assert_allclose(got, _relion_ctf(k, phi, **p), atol=1e-10)

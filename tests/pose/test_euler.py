@@ -12,7 +12,14 @@ from cryoensemble.pose import (
     random_rotations,
 )
 
-TRIPLES = [(0, 0, 0), (10, 20, 30), (-150, 95, 44), (270, 170, -60), (33.3, 0.5, 12.0), (90, 90, 90)]
+TRIPLES = [
+    (0, 0, 0),
+    (10, 20, 30),
+    (-150, 95, 44),
+    (270, 170, -60),
+    (33.3, 0.5, 12.0),
+    (90, 90, 90),
+]
 
 
 def _relion_rows(rot, tilt, psi):
@@ -82,7 +89,9 @@ def test_quaternion_round_trip(x64):
 
 def test_random_rotations_are_uniform():
     r = np.asarray(random_rotations(jax.random.PRNGKey(3), 20000))
-    np.testing.assert_allclose(np.einsum("nij,nkj->nik", r, r), np.broadcast_to(np.eye(3), r.shape), atol=1e-5)
+    np.testing.assert_allclose(
+        np.einsum("nij,nkj->nik", r, r), np.broadcast_to(np.eye(3), r.shape), atol=1e-5
+    )
     np.testing.assert_allclose(np.linalg.det(r), 1, atol=1e-5)
     # Haar measure: the image of any fixed axis is uniform on the sphere, so its z is U(-1, 1),
     # and the rotation angle theta has density (1 - cos theta) / pi.

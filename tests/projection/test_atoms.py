@@ -53,8 +53,10 @@ def test_fourier_transform_matches_analytic(x64):
     k = np.fft.fftfreq(n, p)
     kx, ky = np.meshgrid(k, k)
     analytic = (
-        3.0 * np.exp(-2 * np.pi**2 * var * (kx**2 + ky**2))
-        * np.sinc(kx * p) * np.sinc(ky * p)
+        3.0
+        * np.exp(-2 * np.pi**2 * var * (kx**2 + ky**2))
+        * np.sinc(kx * p)
+        * np.sinc(ky * p)
         * np.exp(-2j * np.pi * (kx * pos[0] + ky * pos[1]))
     )
     np.testing.assert_allclose(ft, analytic, atol=1e-6)
@@ -76,7 +78,9 @@ def _brute_force(positions, amps, variances, n, p):
 def test_three_atoms_land_where_relion_puts_them(x64):
     # Three well-separated atoms; pose and origin in RELION's convention.
     pos = np.array([[10.0, 0.0, 0.0], [0.0, 15.0, 5.0], [-4.0, -6.0, 12.0]])
-    atoms = gaussians_from_form_factors(pos, np.ones((3, 1)), np.full((3, 1), 8.0), dtype=jnp.float64)
+    atoms = gaussians_from_form_factors(
+        pos, np.ones((3, 1)), np.full((3, 1), 8.0), dtype=jnp.float64
+    )
     rot, tilt, psi, ox, oy, p, n = 30.0, 60.0, -45.0, 3.0, -4.8, 1.0, 64
     a = euler_to_matrix(jnp.float64(rot), jnp.float64(tilt), jnp.float64(psi))
     img = np.asarray(project_atoms(atoms, a, jnp.array([ox, oy]), n, p, half_width=6))
@@ -93,13 +97,21 @@ def test_three_atoms_land_where_relion_puts_them(x64):
 def test_default_truncation_error_below_1e3():
     rng = np.random.default_rng(0)
     pos = rng.normal(size=(300, 3)) * 8
-    atoms = gaussians_from_form_factors(pos, np.tile(CARBON_A, (300, 1)), np.tile(CARBON_B, (300, 1)))
+    atoms = gaussians_from_form_factors(
+        pos, np.tile(CARBON_A, (300, 1)), np.tile(CARBON_B, (300, 1))
+    )
     for p in [0.5, 1.2, 2.0]:
         h = default_half_width(atoms, p)
         n = int(60 / p)
         r = euler_to_matrix(20.0, 50.0, 70.0)
         img = np.asarray(project_atoms(atoms, r, jnp.zeros(2), n, p, h), np.float64)
-        ref = _brute_force(np.asarray(pos) @ np.asarray(r).T, np.asarray(atoms.amplitudes), np.asarray(atoms.variances), n, p)
+        ref = _brute_force(
+            np.asarray(pos) @ np.asarray(r).T,
+            np.asarray(atoms.amplitudes),
+            np.asarray(atoms.variances),
+            n,
+            p,
+        )
         assert np.linalg.norm(img - ref) / np.linalg.norm(ref) < 1e-3
 
 
@@ -117,12 +129,16 @@ def test_atoms_outside_the_box_are_dropped():
 def test_gradient_matches_finite_differences(x64):
     rng = np.random.default_rng(1)
     pos = rng.normal(size=(6, 3)) * 4
-    atoms = gaussians_from_form_factors(pos, np.tile(CARBON_A, (6, 1)), np.tile(CARBON_B, (6, 1)) + 20, dtype=jnp.float64)
+    atoms = gaussians_from_form_factors(
+        pos, np.tile(CARBON_A, (6, 1)), np.tile(CARBON_B, (6, 1)) + 20, dtype=jnp.float64
+    )
     r = euler_to_matrix(jnp.float64(10.0), jnp.float64(80.0), jnp.float64(200.0))
     target = jax.random.normal(jax.random.PRNGKey(0), (24, 24), jnp.float64)
 
     def loss(x):
-        return jnp.sum(project_atoms(atoms.with_positions(x), r, jnp.array([0.3, -0.2]), 24, 1.0, 6) * target)
+        return jnp.sum(
+            project_atoms(atoms.with_positions(x), r, jnp.array([0.3, -0.2]), 24, 1.0, 6) * target
+        )
 
     x0 = jnp.asarray(pos)
     g = np.asarray(jax.grad(loss)(x0))

@@ -26,7 +26,12 @@ def apply_ctf(
     n = image.shape[-1]
     m = padded_size(n, pad_factor)
     o = m // 2 - n // 2
-    padded = jnp.zeros((m, m), image.dtype).at[o : o + n, o : o + n].set(image)
+    pad = (o, m - n - o)
+    # Separable 1-D transforms that skip the all-zero padding rows on the way in and the cropped
+    # rows on the way out, each along the contiguous axis: the same result as
+    # rfft2 -> multiply -> irfft2 -> crop at about half the cost.
+    rows = jnp.fft.rfft(jnp.pad(image, ((0, 0), pad)), axis=-1)  # (n, m//2+1)
+    cols = jnp.fft.fft(jnp.pad(rows.T, ((0, 0), pad)), axis=-1)  # (m//2+1, m): [kx, ky]
     kx, ky = frequency_grid(m, pixel_size, rfft=True, dtype=image.dtype)
-    ft = jnp.fft.rfft2(padded) * ctf(params, kx, ky)
-    return jnp.fft.irfft2(ft, s=(m, m))[o : o + n, o : o + n].astype(image.dtype)
+    cols = jnp.fft.ifft(cols * ctf(params, kx.T, ky.T), axis=-1)[:, o : o + n]
+    return jnp.fft.irfft(cols.T, n=m, axis=-1)[:, o : o + n].astype(image.dtype)

@@ -66,13 +66,18 @@ def ctf_phase(params: CTFParams, kx: Array, ky: Array) -> Array:
     """RELION's gamma(k) in radians at spatial frequencies ``kx``, ``ky`` (1/Angstrom)."""
     lam = electron_wavelength(params.voltage)
     k2 = kx**2 + ky**2
-    phi = jnp.arctan2(ky, kx)
-    ang = jnp.deg2rad(params.defocus_angle)
-    dz = params.defocus_u * jnp.cos(phi - ang) ** 2 + params.defocus_v * jnp.sin(phi - ang) ** 2
+    # dz(phi) k^2 without atan2: with a = angle, cos^2(phi - a) = (1 + cos(2 phi - 2 a)) / 2 and
+    # k^2 cos(2 phi) = kx^2 - ky^2, k^2 sin(2 phi) = 2 kx ky.
+    two_a = jnp.deg2rad(2.0 * params.defocus_angle)
+    mean = 0.5 * (params.defocus_u + params.defocus_v)
+    half_diff = 0.5 * (params.defocus_u - params.defocus_v)
+    dz_k2 = mean * k2 + half_diff * (
+        (kx**2 - ky**2) * jnp.cos(two_a) + 2.0 * kx * ky * jnp.sin(two_a)
+    )
     cs = params.spherical_aberration * 1e7
     q0 = params.amplitude_contrast
     return (
-        -jnp.pi * lam * dz * k2
+        -jnp.pi * lam * dz_k2
         + 0.5 * jnp.pi * cs * lam**3 * k2**2
         - jnp.deg2rad(params.phase_shift)
         - jnp.arctan(q0 / jnp.sqrt(1.0 - q0**2))
@@ -92,5 +97,7 @@ def frequency_grid(n: int, pixel_size: float, rfft: bool = True, dtype=jnp.float
     ky varies along axis 0 (rows), kx along axis 1 (columns).
     """
     ky = jnp.fft.fftfreq(n, d=pixel_size).astype(dtype)
-    kx = (jnp.fft.rfftfreq(n, d=pixel_size) if rfft else jnp.fft.fftfreq(n, d=pixel_size)).astype(dtype)
+    kx = (jnp.fft.rfftfreq(n, d=pixel_size) if rfft else jnp.fft.fftfreq(n, d=pixel_size)).astype(
+        dtype
+    )
     return jnp.broadcast_to(kx[None, :], (n, kx.size)), jnp.broadcast_to(ky[:, None], (n, kx.size))

@@ -45,7 +45,9 @@ def matrix_to_euler(matrix: Float[Array, "*b 3 3"]) -> tuple[Array, Array, Array
     sth = jnp.sqrt(jnp.maximum(0.0, m[..., 2, 0] ** 2 + m[..., 2, 1] ** 2))
     tilt = jnp.arctan2(sth, cth)
     locked = sth < 16 * jnp.finfo(m.dtype).eps
-    rot = jnp.where(locked, jnp.arctan2(-m[..., 1, 0], m[..., 1, 1]), jnp.arctan2(m[..., 2, 1], m[..., 2, 0]))
+    rot = jnp.where(
+        locked, jnp.arctan2(-m[..., 1, 0], m[..., 1, 1]), jnp.arctan2(m[..., 2, 1], m[..., 2, 0])
+    )
     # At gimbal lock with tilt = 180 the sign of m[1, 0] flips; arctan2 of row 1 covers both.
     psi = jnp.where(locked, 0.0, jnp.arctan2(m[..., 1, 2], -m[..., 0, 2]))
     return jnp.rad2deg(rot), jnp.rad2deg(tilt), jnp.rad2deg(psi)
@@ -71,14 +73,49 @@ def matrix_to_quaternion(matrix: Float[Array, "*b 3 3"]) -> Float[Array, "*b 4"]
     # Four candidate solutions; pick the numerically largest denominator.
     cands = jnp.stack(
         [
-            jnp.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-            jnp.stack([m[..., 2, 1] - m[..., 1, 2], 1 + 2 * m[..., 0, 0] - tr, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-            jnp.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - tr, m[..., 1, 2] + m[..., 2, 1]], -1),
-            jnp.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 + 2 * m[..., 2, 2] - tr], -1),
+            jnp.stack(
+                [
+                    1 + tr,
+                    m[..., 2, 1] - m[..., 1, 2],
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 1, 0] - m[..., 0, 1],
+                ],
+                -1,
+            ),
+            jnp.stack(
+                [
+                    m[..., 2, 1] - m[..., 1, 2],
+                    1 + 2 * m[..., 0, 0] - tr,
+                    m[..., 0, 1] + m[..., 1, 0],
+                    m[..., 0, 2] + m[..., 2, 0],
+                ],
+                -1,
+            ),
+            jnp.stack(
+                [
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 0, 1] + m[..., 1, 0],
+                    1 + 2 * m[..., 1, 1] - tr,
+                    m[..., 1, 2] + m[..., 2, 1],
+                ],
+                -1,
+            ),
+            jnp.stack(
+                [
+                    m[..., 1, 0] - m[..., 0, 1],
+                    m[..., 0, 2] + m[..., 2, 0],
+                    m[..., 1, 2] + m[..., 2, 1],
+                    1 + 2 * m[..., 2, 2] - tr,
+                ],
+                -1,
+            ),
         ],
         axis=-2,
     )
-    diag = jnp.stack([1 + tr, 1 + 2 * m[..., 0, 0] - tr, 1 + 2 * m[..., 1, 1] - tr, 1 + 2 * m[..., 2, 2] - tr], -1)
+    diag = jnp.stack(
+        [1 + tr, 1 + 2 * m[..., 0, 0] - tr, 1 + 2 * m[..., 1, 1] - tr, 1 + 2 * m[..., 2, 2] - tr],
+        -1,
+    )
     best = jnp.argmax(diag, axis=-1)
     q = jnp.take_along_axis(cands, best[..., None, None], axis=-2)[..., 0, :]
     q = q / jnp.linalg.norm(q, axis=-1, keepdims=True)

@@ -12,7 +12,11 @@ from cryoensemble.scattering.peng import (
     electron_scattering_factor,
     peng_parameters,
 )
-from cryoensemble.scattering.potential import GaussianAtoms, gaussian_atoms, gaussians_from_form_factors
+from cryoensemble.scattering.potential import (
+    GaussianAtoms,
+    gaussian_atoms,
+    gaussians_from_form_factors,
+)
 
 __all__ = [
     "GaussianAtoms",

@@ -38,7 +38,9 @@ class GaussianAtoms(eqx.Module):
         return self.positions.shape[0]
 
     def with_positions(self, positions: Float[Array, "n 3"]) -> GaussianAtoms:
-        return eqx.tree_at(lambda g: g.positions, self, jnp.asarray(positions, self.positions.dtype))
+        return eqx.tree_at(
+            lambda g: g.positions, self, jnp.asarray(positions, self.positions.dtype)
+        )
 
 
 def gaussians_from_form_factors(
