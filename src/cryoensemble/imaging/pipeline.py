@@ -13,10 +13,11 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ..errors import InputError, check_positive
-from ..optics.apply import apply_ctf
+from ..optics.apply import apply_ctf, padded_size
 from ..optics.ctf import CTFParams
 from ..parallel import shard_over_particles
 from ..projection.atoms import default_half_width, project_atoms
+from ..projection.maps import MapProjector, project_map
 from ..scattering.potential import GaussianAtoms
 
 
@@ -61,16 +62,26 @@ class ImagingConfig(eqx.Module):
 
 
 def image_one(
-    atoms: GaussianAtoms,
+    atoms: GaussianAtoms | MapProjector,
     rotation: Float[Array, "3 3"],
     origin: Float[Array, "2"],
     ctf: CTFParams,
     config: ImagingConfig,
 ) -> Float[Array, "n n"]:
-    """The noiseless image of one particle (pixel-averaged projected potential, CTF-filtered)."""
-    image = project_atoms(
-        atoms, rotation, origin, config.box_size, config.pixel_size, config.half_width
-    )
+    """The noiseless image of one particle (projected potential in V A, CTF-filtered).
+
+    ``atoms`` are Gaussian atoms (pixel-integrated projection) or a prepared map
+    (Fourier-slice projection; its voxel size must equal ``config.pixel_size``).
+    """
+    if isinstance(atoms, MapProjector):
+        # The CTF goes straight onto the (finely sampled) central slice: one inverse FFT.
+        use_ctf = ctf if config.apply_ctf else None
+        grid = padded_size(config.box_size, config.pad_factor)
+        return project_map(atoms, rotation, origin, config.box_size, use_ctf, grid)
+    else:
+        image = project_atoms(
+            atoms, rotation, origin, config.box_size, config.pixel_size, config.half_width
+        )
     if config.apply_ctf:
         image = apply_ctf(image, ctf, config.pixel_size, config.pad_factor)
     return image
@@ -92,7 +103,7 @@ def _chunked(fn, args, n_items: int, chunk_size: int):
 
 
 def simulate_images(
-    atoms: GaussianAtoms,
+    atoms: GaussianAtoms | MapProjector,
     rotations: Float[Array, "b 3 3"],
     origins: Float[Array, "b 2"],
     ctf: CTFParams,
