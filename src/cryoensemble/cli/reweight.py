@@ -57,8 +57,11 @@ def reweight(
         typer.Option(help="3-D mask (MRC, particle box and pixel size), projected at each pose."),
     ] = None,
     selection: Annotated[
-        str, typer.Option(help="Atoms imaged: all, heavy, calpha, backbone, chain:A,B.")
-    ] = "heavy",
+        str,
+        typer.Option(
+            help="Atoms imaged: all, heavy, calpha, backbone, chain:A,B (default all, as simulate)."
+        ),
+    ] = "all",
     allow_different_atoms: Annotated[
         bool, typer.Option(help="Allow structures with different atom counts in the selection.")
     ] = False,
