@@ -57,6 +57,7 @@ def atomic_output_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
     check_output_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; results should be readable like any file
     try:
         yield tmp
     except BaseException:
@@ -80,12 +81,19 @@ def atomic_output_file(out: Path, overwrite: bool = False) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
     os.close(fd)
     tmp = Path(name)
+    tmp.chmod(0o666 & ~_umask())
     try:
         yield tmp
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, out)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def versions() -> dict[str, str]:
