@@ -13,9 +13,12 @@ potential keeps its positive sign at low resolution (bright protein, as in RELIO
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
+from ..errors import InputError
 from ..scattering.constants import electron_wavelength
 
 
@@ -60,6 +63,32 @@ class CTFParams(eqx.Module):
         self.phase_shift = f(phase_shift)
         self.b_factor = f(b_factor)
         self.scale = f(scale)
+
+    def __check_init__(self):
+        """Reject impossible concrete values (traced values inside jit/vmap are not checked)."""
+        for name in ("defocus_u", "defocus_v", "defocus_angle", "phase_shift", "b_factor", "scale"):
+            _check_concrete(name, getattr(self, name), lambda x: np.isfinite(x), "finite")
+        _check_concrete("voltage (kV)", self.voltage, lambda x: np.isfinite(x) & (x > 0), "> 0")
+        _check_concrete(
+            "spherical aberration (mm)", self.spherical_aberration, np.isfinite, "finite"
+        )
+        q0 = self.amplitude_contrast
+        _check_concrete("amplitude contrast", q0, lambda x: (x >= 0) & (x < 1), "in [0, 1)")
+
+
+def _check_concrete(name: str, value, ok, what: str) -> None:
+    if isinstance(value, jax.core.Tracer):
+        return
+    arr = np.asarray(value)
+    bad = ~np.asarray(ok(arr), dtype=bool)
+    if bad.any():
+        first = arr.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
+        where = (
+            f" (first bad value {first!r} at index {int(np.flatnonzero(bad.reshape(-1))[0])})"
+            if arr.ndim
+            else f" (got {first!r})"
+        )
+        raise InputError(f"CTF parameter {name} must be {what}{where}")
 
 
 def ctf_phase(params: CTFParams, kx: Array, ky: Array) -> Array:
