@@ -346,13 +346,17 @@ def project_map(
     dtype = projector.volume_ft.real.dtype
     grid = projector.padded_size if grid is None else int(grid)
     ft = map_slice(projector, rotation, grid)
-    ky = jnp.fft.fftfreq(grid, d=v).astype(dtype)[:, None]  # 1/A
-    kx = jnp.fft.rfftfreq(grid, d=v).astype(dtype)[None, :]
-    origin = jnp.asarray(origin, dtype)
-    ft = ft * jnp.exp(2j * jnp.pi * (kx * origin[0] + ky * origin[1]))  # translation by -origin
+    ky = jnp.fft.fftfreq(grid, d=v).astype(dtype)  # 1/A
+    kx = jnp.fft.rfftfreq(grid, d=v).astype(dtype)
+    # Translation by -origin, and by +grid//2 pixels so that the inverse FFT comes out centred
+    # (an fftshift for free): a separable phase ramp, outer product of two 1-D ramps.
+    shift = jnp.asarray(origin, dtype) - (grid // 2) * v
+    ramp_x = jnp.exp(2j * jnp.pi * kx * shift[0])
+    ramp_y = jnp.exp(2j * jnp.pi * ky * shift[1])
+    ft = ft * ramp_y[:, None] * ramp_x[None, :]
     if ctf is not None:
-        ft = ft * ctf_values(ctf, kx, ky)
-    image = jnp.fft.fftshift(jnp.fft.irfft2(ft, s=(grid, grid)))
+        ft = ft * ctf_values(ctf, kx[None, :], ky[:, None])
+    image = jnp.fft.irfft2(ft, s=(grid, grid))
     return (_crop_or_embed(image, n) * v).astype(dtype)
 
 
