@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# Tests marked slow run when PYTEST_MARK includes them (CI: PYTEST_MARK="slow or not slow").
-PYTEST_MARK ?= not slow
+# Tests marked slow run when PYTEST_MARK includes them (CI: PYTEST_MARK="not heavy").
+PYTEST_MARK ?= not slow and not heavy
 DEMO_OUT ?= demo_output
 
 .PHONY: demo test lint format relion bench clean

@@ -44,3 +44,45 @@ __all__ = [
     "rotation_angle",
     "superpose",
 ]
+
+from cryoensemble.orientation.grids import (  # noqa: E402
+    SO3Grid,
+    cell_children,
+    cell_rotations,
+    geodesic_distance,
+    grid_resolution,
+    healpix_nest_angles,
+    hopf_grid,
+    n_rotations,
+    nominal_resolution,
+)
+from cryoensemble.orientation.pose_search import (  # noqa: E402
+    PoseSearchConfig,
+    PoseSearchResult,
+    angular_errors,
+    marginal_log_likelihood_matrix,
+    pose_search,
+    pose_search_arrays,
+    prepare_reference,
+    score_rotations,
+)
+
+__all__ += [
+    "PoseSearchConfig",
+    "PoseSearchResult",
+    "SO3Grid",
+    "angular_errors",
+    "cell_children",
+    "cell_rotations",
+    "geodesic_distance",
+    "grid_resolution",
+    "healpix_nest_angles",
+    "hopf_grid",
+    "marginal_log_likelihood_matrix",
+    "n_rotations",
+    "nominal_resolution",
+    "pose_search",
+    "pose_search_arrays",
+    "prepare_reference",
+    "score_rotations",
+]
