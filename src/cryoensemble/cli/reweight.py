@@ -67,8 +67,21 @@ def reweight(
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Particles read and processed at once.")] = 128,
     chunk_size: Annotated[
-        int, typer.Option(help="Images formed at once inside a batch (bounds memory).")
-    ] = 32,
+        int | None,
+        typer.Option(
+            help="Images formed at once inside a batch (bounds memory; default 1 on CPU, 64 on GPU)."
+        ),
+    ] = None,
+    unknown_poses: Annotated[
+        bool,
+        typer.Option(
+            help="Ignore the STAR file's poses: marginalise each particle's likelihood over a "
+            "pose search (SO(3) grid x shifts; see docs/pose_search.md). marginal/white only."
+        ),
+    ] = False,
+    max_shift: Annotated[
+        float | None, typer.Option(help="With --unknown-poses: largest shift searched (A).")
+    ] = None,
     invert_contrast: Annotated[
         bool, typer.Option(help="Multiply the particle images by -1 (not contrast-inverted).")
     ] = False,
@@ -118,8 +131,11 @@ def reweight(
         raise InputError(f"--credible-level must be in (0, 1), got {credible_level}")
     if not 0 <= heldout_fraction < 1:
         raise InputError(f"--heldout-fraction must be in [0, 1), got {heldout_fraction}")
-    for name, v in [("--batch-size", batch_size), ("--chunk-size", chunk_size)]:
-        check_positive(name, v)
+    check_positive("--batch-size", batch_size)
+    if chunk_size is not None:
+        check_positive("--chunk-size", chunk_size)
+    if unknown_poses and (likelihood not in ("marginal", "white") or mask_radius or mask_3d):
+        raise InputError("--unknown-poses supports --likelihood marginal or white, without masks")
     if n_samples < 1 or burn_in < 0:
         raise InputError("--n-samples must be >= 1 and --burn-in >= 0")
     if not particles.exists():
@@ -148,6 +164,8 @@ def reweight(
         pad_factor=pad_factor,
         batch_size=batch_size,
         chunk_size=chunk_size,
+        unknown_poses=unknown_poses,
+        max_shift=max_shift,
         exact=not reference_marginal,
         progress=not quiet,
         prior_counts=counts,

@@ -287,7 +287,9 @@ def reweight(
     apply_ctf: bool = True,
     pad_factor: float = 2.0,
     batch_size: int = 128,
-    chunk_size: int = 32,
+    chunk_size: int | None = None,
+    unknown_poses: bool = False,
+    max_shift: float | None = None,
     exact: bool = True,
     psd_sample: int = 2000,
     progress: bool = True,
@@ -295,13 +297,17 @@ def reweight(
 ) -> ReweightResult:
     """Reweight ``models`` against the particles of the STAR file ``particles`` (or a
     :class:`~cryoensemble.io.ParticleDataset`). ``mask_radius`` in Angstrom (None: all pixels).
-    Remaining keyword arguments go to :func:`reweight_matrix`."""
+    With ``unknown_poses`` the particles' poses are not used: each likelihood is marginalised over
+    a pose search (:func:`~cryoensemble.orientation.marginal_log_likelihood_matrix`; ``max_shift``
+    in Angstrom). Remaining keyword arguments go to :func:`reweight_matrix`."""
     from ..io import ParticleDataset
 
     ds = (
         particles
         if hasattr(particles, "iter_batches")
-        else ParticleDataset(particles, invert_contrast=invert_contrast, require_poses=True)
+        else ParticleDataset(
+            particles, invert_contrast=invert_contrast, require_poses=not unknown_poses
+        )
     )
     if len(ds) == 0:
         raise InputError(f"{particles}: the STAR file holds no particles")
@@ -333,7 +339,22 @@ def reweight(
     opts = LikelihoodOptions(
         kind=likelihood, sigma=noise_sigma, psd=psd, mask=mask, mask3d=projector, exact=exact
     )
-    L = likelihood_matrix(ds, atoms, config, options=opts, batch_size=batch_size, progress=progress)
+    if unknown_poses:
+        from ..orientation.pose_search import PoseSearchConfig, marginal_log_likelihood_matrix
+
+        search = PoseSearchConfig(
+            kind=likelihood,
+            sigma=noise_sigma,
+            exact=exact,
+            pad_factor=pad_factor,
+            apply_ctf=apply_ctf,
+            max_shift=max_shift,
+        )
+        L = marginal_log_likelihood_matrix(ds, atoms, search, progress=progress)
+    else:
+        L = likelihood_matrix(
+            ds, atoms, config, options=opts, batch_size=batch_size, progress=progress
+        )
     meta = {
         "likelihood": likelihood,
         "exact_marginal": exact,
@@ -344,6 +365,7 @@ def reweight(
         "particles": str(getattr(ds, "star_path", particles)),
         "invert_contrast": bool(getattr(ds, "invert_contrast", invert_contrast)),
         "apply_ctf": apply_ctf,
+        "unknown_poses": unknown_poses,
         **info,
     }
     return reweight_matrix(
