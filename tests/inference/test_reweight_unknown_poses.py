@@ -3,11 +3,10 @@
 import json
 
 import pytest
+from test_reweight import make_project  # noqa: E402  (tests/inference is on sys.path)
 from typer.testing import CliRunner
 
 from cryoensemble.cli.main import app
-
-from test_reweight import make_project  # noqa: E402  (tests/inference is on sys.path)
 
 
 @pytest.fixture(scope="module")
