@@ -11,7 +11,7 @@ DEMO_OUT ?= demo_output
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,md]'
 	touch $@
 
 # RELION 3.1 (Debian package) for the interoperability tests; installed when we are root.

@@ -187,8 +187,10 @@ def test_marginal_equals_logsumexp_over_the_grid(adk_open):
     assert np.all(np.isfinite(res2.marginal_log_likelihood))
 
 
-def test_reweighting_without_poses_small(adk_open):
-    """Open/closed assignment from the pose-marginalised likelihood, no poses given."""
+@pytest.mark.parametrize("coarse_box", [None, 16])
+def test_reweighting_without_poses_small(adk_open, coarse_box):
+    """Open/closed assignment from the pose-marginalised likelihood, no poses given (also with
+    frequency marching: levels on 16 -> 32 -> 32 pixel boxes)."""
     opn, closed = adk_open
     n = 8
     z = np.array([0, 1, 0, 0, 1, 0, 1, 0])
@@ -196,7 +198,10 @@ def test_reweighting_without_poses_small(adk_open):
     ic, _, _, _ = _noisy(closed, n, 5, snr=2.0)
     images = np.where(z[:, None, None] == 0, io, ic)
     ctf = _ctf(n, 5)
-    cfg = PoseSearchConfig(base_level=1, n_refine=2, n_candidates=4, max_shift=12.0)
+    cfg = PoseSearchConfig(
+        base_level=1, n_refine=2, n_candidates=4, max_shift=12.0, coarse_box=coarse_box
+    )
+    assert cfg.level_boxes(BOX, PX) == ([BOX] * 3 if coarse_box is None else [16, 32, 32])
     from cryoensemble.orientation.pose_search import _InMemory
 
     L = marginal_log_likelihood_matrix(
@@ -206,6 +211,42 @@ def test_reweighting_without_poses_small(adk_open):
     assert np.mean(np.argmax(L, 1) == z) >= 0.75
     w, _, _ = fit_weights_em(L)
     assert abs(w[0] - 5 / 8) < 0.2
+
+
+def test_cropped_templates_equal_cropped_full_templates(adk_open):
+    """A slice on the coarse grid of a Fourier-cropped level (pixel v N / b) is the Fourier crop
+    of the full-grid template: v_b * irfft2(slice_b) = crop(v * irfft2(slice_N)) to rounding."""
+    from cryoensemble.orientation.pose_search import _fourier_crop, _slices
+
+    proj = prepare_reference(adk_open[0], BOX, PX)
+    rots = jnp.asarray(hopf_grid(0).rotations[::17])
+    full = jnp.fft.fftshift(jnp.fft.irfft2(_slices(proj, rots, BOX), s=(BOX, BOX)), axes=(-2, -1))
+    for b in (8, 16):
+        coarse = _slices(proj, rots, b, b / BOX)
+        real = jnp.fft.fftshift(jnp.fft.irfft2(coarse, s=(b, b)), axes=(-2, -1))
+        want = _fourier_crop(PX * full, b)
+        np.testing.assert_allclose(
+            PX * BOX / b * real, want, atol=1e-4 * float(jnp.abs(want).max())
+        )
+    # a constant image stays constant; the mean is kept
+    img = jnp.asarray(np.random.default_rng(0).normal(size=(2, BOX, BOX)), jnp.float32) + 3.0
+    np.testing.assert_allclose(_fourier_crop(img, 16).mean((1, 2)), img.mean((1, 2)), rtol=1e-5)
+
+
+def test_level_boxes_and_band_limit():
+    cfg = PoseSearchConfig()  # coarse_box 32, doubled per level up to the full box
+    assert cfg.level_boxes(128, 1.2) == [32, 64, 128]
+    assert cfg.level_boxes(256, 1.0) == [32, 64, 256]  # the last level: always the final box
+    assert PoseSearchConfig(n_refine=3).level_boxes(256, 1.0) == [32, 64, 128, 256]
+    assert PoseSearchConfig(n_refine=0).level_boxes(128, 1.2) == [128]
+    assert PoseSearchConfig(coarse_box=None).level_boxes(128, 1.2) == [128] * 3
+    # band limit 4 A on 1.2 A pixels: Nyquist 1/4 A^-1 -> box 2 * 128 * 1.2 / 4 = 76.8 -> 78
+    assert PoseSearchConfig(band_limit=4.0).level_boxes(128, 1.2) == [32, 64, 78]
+    assert PoseSearchConfig(band_limit=1.0).level_boxes(128, 1.2) == [32, 64, 128]
+    with pytest.raises(InputError, match="coarse box"):
+        PoseSearchConfig(coarse_box=4)
+    with pytest.raises(InputError, match="band limit"):
+        PoseSearchConfig(band_limit=-1.0)
 
 
 def test_bad_inputs(adk_open):

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from .common import atomic_output_dir, check_output_target, user_errors
+from .demo_optimize import run_optimize_demo
 
 # The demo simulates with the command's defaults; make the CPU cores JAX devices first.
 from .simulate import print_summary, run_simulation  # noqa: F401  (configures host devices)
@@ -32,7 +33,10 @@ def simulate_step(out: Path, quiet: bool = False) -> list[str]:
 
 
 #: (name, step) pairs run in order by ``cryoensemble demo``.
-DEMO_STEPS: list[tuple[str, Callable[..., list[str]]]] = [("simulate", simulate_step)]
+DEMO_STEPS: list[tuple[str, Callable[..., list[str]]]] = [
+    ("simulate", simulate_step),
+    ("optimize", run_optimize_demo),
+]
 
 
 @user_errors

@@ -92,6 +92,18 @@ def poses(
     interpolation: Annotated[
         str, typer.Option(help="Fourier-slice interpolation: linear | cubic.")
     ] = "linear",
+    coarse_box: Annotated[
+        int | None,
+        typer.Option(
+            help="Frequency marching: box (pixels) the images are Fourier-cropped to on the base "
+            "level, doubled per refinement level; the last level uses the full box (or "
+            "--band-limit). 0: no cropping."
+        ),
+    ] = 32,
+    band_limit: Annotated[
+        float | None,
+        typer.Option(help="Resolution (A) of the final level (default: the full images)."),
+    ] = None,
     no_ctf: Annotated[bool, typer.Option("--no-ctf", help="Do not apply the CTF.")] = False,
     no_subpixel: Annotated[
         bool, typer.Option("--no-subpixel", help="Integer shifts only on refinement levels.")
@@ -158,6 +170,8 @@ def poses(
         kind=likelihood,
         sigma=noise_sigma,
         pad_factor=pad_factor,
+        coarse_box=coarse_box or None,
+        band_limit=band_limit,
         interpolation=interpolation,
         apply_ctf=not no_ctf,
         subpixel=not no_subpixel,

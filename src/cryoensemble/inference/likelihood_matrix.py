@@ -123,7 +123,7 @@ def _masks(opts: LikelihoodOptions, rotations, shifts, n: int, dtype):
     return (proj > opts.mask3d_threshold * v).astype(dtype) * base
 
 
-def _batch_core(stacked: GaussianAtoms, images, rotations, shifts, ctf, opts, config):
+def batch_log_likelihoods(stacked: GaussianAtoms, images, rotations, shifts, ctf, opts, config):
     """(b, M) log-likelihoods of a batch of particles against the stacked structures."""
     n = config.box_size
     dtype = images.dtype
@@ -163,14 +163,14 @@ def _batch_core(stacked: GaussianAtoms, images, rotations, shifts, ctf, opts, co
 
 @eqx.filter_jit
 def _batch_single(stacked, images, rotations, shifts, ctf, opts, config):
-    return _batch_core(stacked, images, rotations, shifts, ctf, opts, config)
+    return batch_log_likelihoods(stacked, images, rotations, shifts, ctf, opts, config)
 
 
 def _make_sharded(mesh: Mesh, config, opts_static):
     """A jitted, shard_map-ped batch function for ``mesh`` (particle axis split)."""
 
     def fn(stacked, images, rotations, shifts, ctf, opts):
-        return _batch_core(stacked, images, rotations, shifts, ctf, opts, config)
+        return batch_log_likelihoods(stacked, images, rotations, shifts, ctf, opts, config)
 
     part = P(PARTICLE_AXIS)
     mapped = jax.shard_map(

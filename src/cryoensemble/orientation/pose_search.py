@@ -60,7 +60,7 @@ from ..optics.apply import padded_size
 from ..optics.ctf import CTFParams
 from ..optics.ctf import ctf as ctf_values
 from ..pose.euler import matrix_to_euler
-from ..projection.maps import MapProjector, map_slice, prepare_map_projection, render_map
+from ..projection.maps import MapProjector, _slice, prepare_map_projection, render_map
 from ..scattering.potential import GaussianAtoms
 from .grids import cell_children, cell_rotations, hopf_grid, n_rotations, nominal_resolution
 
@@ -84,6 +84,11 @@ __all__ = [
 KINDS = ("marginal", "white")
 
 
+def _even_ceil(x: float) -> int:
+    k = int(math.ceil(x - 1e-9))
+    return k + (k % 2)
+
+
 @dataclasses.dataclass(frozen=True)
 class PoseSearchConfig:
     """Settings of the pose search (hashable; static under ``jit``).
@@ -97,8 +102,14 @@ class PoseSearchConfig:
     template grid for the CTF (2 as the imaging pipeline; 1 is faster, circular CTF).
     interpolation: Fourier-slice interpolation ("linear" or "cubic"). apply_ctf: multiply the
     templates by each particle's CTF. subpixel: on the refinement levels, split every pixel
-    of the shift search into 4 quarter cells (translations t + (+-1/4, +-1/4)). particle_batch, rotation_chunk: memory/speed knobs (None:
-    a default for the backend).
+    of the shift search into 4 quarter cells (translations t + (+-1/4, +-1/4)).
+    coarse_box: frequency marching: the base level is searched on the images and templates
+    Fourier-cropped to this box (pixels; pad factor 1), each refinement level doubles it up to
+    the final box; the last level is always on the final box (None: every level on the full
+    box). band_limit: resolution (Angstrom) of the
+    final level, which is searched on the images Fourier-cropped to Nyquist = 1 / band_limit
+    (None: the full images). particle_batch, rotation_chunk: memory/speed knobs (None: a
+    default for the backend).
     """
 
     base_level: int = 2
@@ -115,6 +126,8 @@ class PoseSearchConfig:
     subpixel: bool = True
     particle_batch: int | None = None
     rotation_chunk: int | None = None
+    coarse_box: int | None = 32
+    band_limit: float | None = None
 
     def __post_init__(self):
         def _int(name, value, lo, hi=None):
@@ -149,6 +162,10 @@ class PoseSearchConfig:
             raise InputError(
                 f"interpolation must be 'linear' or 'cubic', got {self.interpolation!r}"
             )
+        if self.coarse_box is not None:
+            _int("coarse box", self.coarse_box, 8)
+        if self.band_limit is not None:
+            check_positive("band limit (Angstrom)", self.band_limit)
         for name in ("particle_batch", "rotation_chunk"):
             value = getattr(self, name)
             if value is not None:
@@ -169,6 +186,18 @@ class PoseSearchConfig:
             {"level": lv, "n_rotations": n_rotations(lv), "resolution_deg": nominal_resolution(lv)}
             for lv in range(self.base_level, self.final_level + 1)
         ]
+
+    def level_boxes(self, box_size: int, pixel_size: float) -> list[int]:
+        """The (Fourier-cropped) image box of every level searched, coarse to fine."""
+        n = int(box_size)
+        final = n
+        if self.band_limit is not None:
+            final = min(n, _even_ceil(2.0 * n * pixel_size / self.band_limit))
+        out = []
+        for i in range(self.n_refine):
+            b = final if self.coarse_box is None else min(final, self.coarse_box * 2**i)
+            out.append(b - b % 2 if b < final else final)
+        return out + [final]  # the last level: the final sampling
 
     def batch_sizes(self) -> tuple[int, int]:
         cpu = jax.default_backend() == "cpu"
@@ -399,21 +428,77 @@ def _score_particle(templates, part, win, cfg, n, grid, v, offsets=None):
     return _reduce(scores, win if offsets is None else _expand_window(win, offsets), v)
 
 
-def _slices(projector: MapProjector, rotations, grid: int):
-    return jax.vmap(lambda r: map_slice(projector, r, grid))(rotations)
+def _slices(projector: MapProjector, rotations, grid: int, scale: float = 1.0):
+    """Central slices (R, grid, grid//2+1) of the rotations on a grid of pixels 1/scale voxels.
+
+    With scale = 1 this is :func:`~cryoensemble.projection.maps.map_slice`. With scale < 1 (a
+    level searched on Fourier-cropped images of pixel v / scale) the slice samples the same 3-D
+    transform at the frequencies of the coarser grid, times scale^3: scale^2 makes its inverse DFT
+    the samples of the band-limited projection (a DFT is a sum over pixels), and one more scale
+    keeps ``v * template`` (``v`` the coarse pixel) a line integral in V A, as on the full grid.
+    """
+    m = projector.padded_size
+    dtype = projector.volume_ft.real.dtype
+    kx = jnp.fft.rfftfreq(grid).astype(dtype) * scale  # cycles per voxel
+    ky = jnp.fft.fftfreq(grid).astype(dtype) * scale
+    k2 = jnp.stack(
+        [
+            jnp.broadcast_to(kx[None, :], (grid, kx.size)),
+            jnp.broadcast_to(ky[:, None], (grid, kx.size)),
+        ],
+        axis=-1,
+    ).reshape(-1, 2)
+
+    def one(rotation):
+        k3 = k2 @ jnp.asarray(rotation, dtype)[:2, :] * m
+        inside = jnp.all(jnp.abs(k3) <= m / 2, axis=-1)
+        return jnp.where(inside, _slice(projector, k3), 0).reshape(grid, kx.size)
+
+    out = jax.vmap(one)(rotations)
+    return out if scale == 1.0 else out * jnp.asarray(scale**3, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Geom:
+    """One level's sampling: image box n (pixels), template grid, pixel v (A), scale = n / N."""
+
+    n: int
+    grid: int
+    v: float
+    scale: float
+
+
+def _fourier_crop(images, b: int):
+    """Images (P, N, N) Fourier-cropped to (P, b, b): the band-limited images sampled on pixels
+    N / b times larger (values kept: a constant image stays constant). Centre N // 2 -> b // 2."""
+    n = images.shape[-1]
+    if b == n:
+        return images
+    h = b // 2
+    ft = jnp.fft.rfft2(jnp.fft.ifftshift(images, axes=(-2, -1)))
+    ft = jnp.concatenate([ft[:, :h, : h + 1], ft[:, n - h :, : h + 1]], axis=1) * (b / n) ** 2
+    return jnp.fft.fftshift(jnp.fft.irfft2(ft, s=(b, b)), axes=(-2, -1)).astype(jnp.float32)
 
 
 # -- the search for one batch of particles ----------------------------------------------------
-def _global_level(projector, parts, rotations, win, cfg, n, grid, v, chunk):
+def _level_config(cfg: PoseSearchConfig, g: _Geom) -> PoseSearchConfig:
+    """The white-noise sigma of Fourier-cropped images is sigma * b / N (fewer, larger pixels)."""
+    if cfg.sigma is None or g.scale == 1.0:
+        return cfg
+    return dataclasses.replace(cfg, sigma=cfg.sigma * g.scale)
+
+
+def _global_level(projector, parts, rotations, win, cfg, g: _Geom, chunk):
     n_rot = rotations.shape[0]
     n_chunks = -(-n_rot // chunk)
     pad = n_chunks * chunk - n_rot
     rots = jnp.concatenate([rotations, jnp.repeat(rotations[-1:], pad, 0)]) if pad else rotations
     rots = rots.reshape(n_chunks, chunk, 3, 3)
+    lc = _level_config(cfg, g)
 
     def step(rc):
-        templates = _slices(projector, rc, grid)
-        return jax.vmap(lambda p: _score_particle(templates, p, win, cfg, n, grid, v))(parts)
+        templates = _slices(projector, rc, g.grid, g.scale)
+        return jax.vmap(lambda p: _score_particle(templates, p, win, lc, g.n, g.grid, g.v))(parts)
 
     lse, best, origin = lax.map(step, rots)  # (n_chunks, P, chunk, ...)
     p = lse.shape[1]
@@ -421,24 +506,41 @@ def _global_level(projector, parts, rotations, win, cfg, n, grid, v, chunk):
     return fix(lse), fix(best), fix(origin)
 
 
-def _local_level(projector, parts, rotations, win, cfg, n, grid, v):
+def _local_level(projector, parts, rotations, win, cfg, g: _Geom):
     offsets = _QUARTERS if cfg.subpixel else None
+    lc = _level_config(cfg, g)
 
     def one(args):
         part, rots = args
-        templates = _slices(projector, rots, grid)
-        return _score_particle(templates, part, win, cfg, n, grid, v, offsets)
+        templates = _slices(projector, rots, g.grid, g.scale)
+        return _score_particle(templates, part, win, lc, g.n, g.grid, g.v, offsets)
 
     local = 1 if jax.default_backend() == "cpu" else 8
     return lax.map(one, (parts, rotations), batch_size=min(local, rotations.shape[0]))
 
 
 @eqx.filter_jit
-def _search_batch(projector, images, ctf, base, win, cfg, n, grid, v, chunk):
-    parts = _prepare_particles(images, ctf, n, grid, v, cfg.apply_ctf)
+def _search_batch(projector, images, ctf, base, wins, cfg, geoms, chunk):
+    """Coarse-to-fine search of one batch. Level i is scored on the images Fourier-cropped to
+    geoms[i].n; the pose-marginalised likelihood sums only the leaves scored at the final
+    level's sampling (the unrefined cells of coarser-sampled levels are left out: their scores
+    are likelihoods of other data), and the best pose is the best at that sampling."""
     p = images.shape[0]
+    prepared = {}
+
+    def particles_at(g: _Geom):
+        if (g.n, g.grid) not in prepared:
+            cropped = _fourier_crop(images, g.n)
+            prepared[(g.n, g.grid)] = _prepare_particles(
+                cropped, ctf, g.n, g.grid, g.v, cfg.apply_ctf
+            )
+        return prepared[(g.n, g.grid)]
+
     base_pix, base_q, base_rot = base
-    lse, best, origin = _global_level(projector, parts, base_rot, win, cfg, n, grid, v, chunk)
+    g0 = geoms[0]
+    lse, best, origin = _global_level(
+        projector, particles_at(g0), base_rot, wins[0], cfg, g0, chunk
+    )
     rows = jnp.arange(p)
     ib = jnp.argmax(best, axis=1)
     best_score, best_rot, best_origin = best[rows, ib], base_rot[ib], origin[rows, ib]
@@ -446,21 +548,24 @@ def _search_batch(projector, images, ctf, base, win, cfg, n, grid, v, chunk):
     q = jnp.broadcast_to(base_q, (p, base_q.size))
     level = cfg.base_level
     terms = []
-    for _ in range(cfg.n_refine):
+    for i in range(1, cfg.n_refine + 1):
         k = min(cfg.n_candidates, lse.shape[1])
         _, sel = lax.top_k(lse, k)
-        chosen = jnp.zeros(lse.shape, bool).at[rows[:, None], sel].set(True)
-        rest = jax.nn.logsumexp(jnp.where(chosen, -jnp.inf, lse), axis=1)
-        terms.append(rest - math.log(n_rotations(level)))
+        if geoms[i - 1] == geoms[-1]:
+            chosen = jnp.zeros(lse.shape, bool).at[rows[:, None], sel].set(True)
+            rest = jax.nn.logsumexp(jnp.where(chosen, -jnp.inf, lse), axis=1)
+            terms.append(rest - math.log(n_rotations(level)))
         sp = jnp.take_along_axis(pix, sel, axis=1)
         sq = jnp.take_along_axis(q, sel, axis=1)
         cp, cq = cell_children(sp, sq)
         level += 1
         pix, q = cp.reshape(p, -1), cq.reshape(p, -1)
         rots = cell_rotations(level, pix, q)  # (P, 8k, 3, 3)
-        lse, best, origin = _local_level(projector, parts, rots, win, cfg, n, grid, v)
+        g = geoms[i]
+        lse, best, origin = _local_level(projector, particles_at(g), rots, wins[i], cfg, g)
         ib = jnp.argmax(best, axis=1)
-        better = best[rows, ib] > best_score
+        # scores at another sampling are not comparable: a new sampling starts afresh
+        better = best[rows, ib] > best_score if g == geoms[i - 1] else jnp.ones(p, bool)
         best_score = jnp.where(better, best[rows, ib], best_score)
         best_rot = jnp.where(better[:, None, None], rots[rows, ib], best_rot)
         best_origin = jnp.where(better[:, None], origin[rows, ib], best_origin)
@@ -476,18 +581,38 @@ def _score_rotations_jit(projector, images, ctf, rotations, win, cfg, n, grid, v
     return jax.vmap(lambda part: _score_all(templates, part, win, cfg, n, grid, v))(parts)
 
 
-def _geometry(cfg: PoseSearchConfig, n: int, v: float):
-    grid = padded_size(n, cfg.pad_factor)
-    max_shift = 0.1 * n * v if cfg.max_shift is None else cfg.max_shift
+def _window(cfg: PoseSearchConfig, max_shift: float, grid: int, v: float) -> _Window:
     sigma = None if cfg.shift_sigma is None else cfg.shift_sigma / v
     w = shift_window(max_shift / v, grid, sigma)
-    win = _Window(
+    return _Window(
         jnp.asarray(w["flat"]),
         jnp.asarray(w["t"]),
         jnp.asarray(w["log_prior"]),
         jnp.asarray(w["neighbours"]),
     )
-    return grid, win, max_shift
+
+
+def _geometry(cfg: PoseSearchConfig, n: int, v: float):
+    """Full-resolution template grid, shift window and max shift (A)."""
+    grid = padded_size(n, cfg.pad_factor)
+    max_shift = 0.1 * n * v if cfg.max_shift is None else cfg.max_shift
+    return grid, _window(cfg, max_shift, grid, v), max_shift
+
+
+def _plan(cfg: PoseSearchConfig, n: int, v: float):
+    """Per level: the sampling (:class:`_Geom`) and the shift window (in its pixels).
+
+    Levels on a box smaller than the final one use pad factor 1 (their Fourier-cropped data are
+    band-limited; they only rank candidates); the final box uses ``cfg.pad_factor``."""
+    max_shift = 0.1 * n * v if cfg.max_shift is None else cfg.max_shift
+    boxes = cfg.level_boxes(n, v)
+    geoms, wins = [], []
+    for b in boxes:
+        vb = v * n / b
+        grid = padded_size(b, cfg.pad_factor if b == boxes[-1] else 1.0)
+        geoms.append(_Geom(int(b), int(grid), float(vb), b / n))
+        wins.append(_window(cfg, max_shift, grid, vb))
+    return tuple(geoms), tuple(wins), max_shift
 
 
 def score_rotations(
@@ -590,7 +715,7 @@ def pose_search(
         raise InputError(f"{getattr(dataset, 'star_path', 'dataset')}: no particles")
     idx_all = np.arange(n_total) if indices is None else np.asarray(indices, np.int64).reshape(-1)
     n, v = int(dataset.box_size), float(dataset.pixel_size)
-    grid, win, max_shift = _geometry(cfg, n, v)
+    geoms, wins, max_shift = _plan(cfg, n, v)
     projectors = [prepare_reference(s, n, v, cfg) for s in structures]
     g = hopf_grid(cfg.base_level)
     base = (jnp.asarray(g.pixels), jnp.asarray(g.psi_index), jnp.asarray(g.rotations))
@@ -609,9 +734,7 @@ def pose_search(
             b = idx_all[s : s + pb]
             batch = dataset.batch(b, pad_to=pb)
             for j, proj in enumerate(projectors):
-                out = _search_batch(
-                    proj, batch.images, batch.ctf, base, win, cfg, n, grid, v, chunk
-                )
+                out = _search_batch(proj, batch.images, batch.ctf, base, wins, cfg, geoms, chunk)
                 r, o, sc, lz = (np.asarray(a)[: len(b)] for a in out)
                 rot[s : s + len(b), j], org[s : s + len(b), j] = r, o
                 best[s : s + len(b), j], marg[s : s + len(b), j] = sc, lz
@@ -634,12 +757,18 @@ def pose_search(
         "n_candidates": cfg.n_candidates,
         "final_resolution_deg": cfg.final_resolution,
         "max_shift_angstrom": float(max_shift),
-        "n_shifts": int(win.flat.shape[0]),
+        "n_shifts": int(wins[-1].flat.shape[0]),
         "shift_sigma_angstrom": cfg.shift_sigma,
         "kind": cfg.kind,
         "exact": cfg.exact,
         "pad_factor": cfg.pad_factor,
-        "template_grid": grid,
+        "template_grid": geoms[-1].grid,
+        "level_boxes": [g.n for g in geoms],
+        "level_pixel_sizes": [g.v for g in geoms],
+        "level_template_grids": [g.grid for g in geoms],
+        "marginal_sampling": f"{geoms[-1].n} px of {geoms[-1].v:.4g} A (the final level)",
+        "coarse_box": cfg.coarse_box,
+        "band_limit": cfg.band_limit,
         "interpolation": cfg.interpolation,
         "apply_ctf": cfg.apply_ctf,
         "elapsed_s": elapsed,
