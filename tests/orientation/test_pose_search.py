@@ -321,7 +321,7 @@ def adk_acceptance(data_dir, n=500, box=128, px=1.2, snr=0.1, seed=0, config=Non
     }
 
 
-@pytest.mark.heavy  # about an hour on 2 CPU cores today; 17 s on an H200
+@pytest.mark.slow  # ~5 min on 2 shared CPU cores (frequency marching; ~1 h before); 17 s on an H200
 def test_adk_acceptance(data_dir):
     out = adk_acceptance(data_dir)
     print(out)

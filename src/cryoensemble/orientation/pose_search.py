@@ -35,6 +35,19 @@ SO(3) x shifts. :func:`marginal_log_likelihood_matrix` returns it as an (n_parti
 n_structures) matrix that :func:`cryoensemble.inference.fit_weights_em` and
 :func:`~cryoensemble.inference.sample_posterior_gibbs` take unchanged.
 
+Frequency marching (``coarse_box``, default 32; ``band_limit``). A rotation step dtheta only
+resolves frequencies up to about 1 / (D dtheta) for a particle of diameter D, so the coarse
+levels are scored on the images Fourier-cropped to a small box (``coarse_box`` pixels at the base
+level, doubled per refinement level; 128 x 128 at 1.2 A: 32 px of 4.8 A at 15 deg, 64 px of
+2.4 A at 7.5 deg) with templates sliced on the same coarse frequencies and the CTF evaluated
+there, pad factor 1 (the cropped data are band-limited; these levels only rank candidates), and
+the likelihood of the cropped images (N = b^2 pixels; white sigma scaled by b / N_box). The last
+level uses the full images (or the box of ``band_limit``) and ``pad_factor``. The
+pose-marginalised likelihood and the reported best pose are taken at that final sampling only:
+the unrefined cells of levels scored at another sampling are left out of the sum (their scores
+are likelihoods of other data; for concentrated posteriors their mass is negligible), so
+log p(y | structure) is consistent across structures, which is what reweighting needs.
+
 Memory is bounded by chunking: ``rotation_chunk`` rotations x ``particle_batch`` particles
 correlation maps (G x G float32) at a time on the global level (``lax.map`` over rotation
 chunks), one particle's 8 K children at a time on the refinement levels.
