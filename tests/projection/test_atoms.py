@@ -175,7 +175,7 @@ def test_adjoint_matches_autodiff_of_a_direct_formula(x64):
         return project_atoms(GaussianAtoms(pos, amp, var), r, o, n, p, half_width=9)
 
     args = (pos, amp, var, r, o)
-    loss = lambda f: (lambda *a: jnp.sum(f(*a) * target))
+    loss = lambda f: lambda *a: jnp.sum(f(*a) * target)
     np.testing.assert_allclose(ours(*args), direct(*args), atol=1e-12)
     g_ours = jax.grad(loss(ours), argnums=range(5))(*args)
     g_direct = jax.grad(loss(direct), argnums=range(5))(*args)
