@@ -36,11 +36,14 @@ def particle_mesh(devices=None):
     return Mesh(np.asarray(devices), (PARTICLE_AXIS,))
 
 
-def shard_over_particles(fn, args, mesh):
+def shard_over_particles(fn, args, mesh, replicated=None):
     """Apply ``fn`` (batched over the leading axis of ``args``) with that axis split over ``mesh``.
 
     The batch is padded to a multiple of the device count by repeating its last item, and the
     padding is cut from the result. ``fn`` must be traceable (it runs inside ``shard_map``).
+    ``replicated`` (any pytree, e.g. the atoms) is passed whole to every device as
+    ``fn(args, replicated)``; it is marked device-varying inside, so that gradients with respect
+    to it (custom adjoints included) are summed over the devices on the way out.
     """
     import jax
     import jax.numpy as jnp
@@ -49,10 +52,20 @@ def shard_over_particles(fn, args, mesh):
     n_dev = mesh.devices.size
     b = jax.tree.leaves(args)[0].shape[0]
     if n_dev == 1:
-        return fn(args)
+        return fn(args) if replicated is None else fn(args, replicated)
     pad = (-b) % n_dev
     if pad:
         args = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), args)
     spec = PartitionSpec(PARTICLE_AXIS)
-    out = jax.shard_map(fn, mesh=mesh, in_specs=(spec,), out_specs=spec)(args)
+    if replicated is None:
+        out = jax.shard_map(fn, mesh=mesh, in_specs=(spec,), out_specs=spec)(args)
+    else:
+
+        def local(a, r):
+            r = jax.tree.map(lambda x: jax.lax.pcast(x, PARTICLE_AXIS, to="varying"), r)
+            return fn(a, r)
+
+        out = jax.shard_map(local, mesh=mesh, in_specs=(spec, PartitionSpec()), out_specs=spec)(
+            args, replicated
+        )
     return jax.tree.map(lambda y: y[:b], out)

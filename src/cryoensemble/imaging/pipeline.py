@@ -120,16 +120,16 @@ def simulate_images(
     b = rotations.shape[0]
     ctf = jax.tree.map(lambda x: jnp.broadcast_to(x, (b,)), ctf)
 
-    def batch(args):
-        r, o, c = args
-        return jax.vmap(lambda r1, o1, c1: image_one(atoms, r1, o1, c1, config))(r, o, c)
+    def local(args, structure):
+        def batch(chunk):
+            r, o, c = chunk
+            return jax.vmap(lambda r1, o1, c1: image_one(structure, r1, o1, c1, config))(r, o, c)
 
-    def local(args):
         return _chunked(batch, args, jax.tree.leaves(args)[0].shape[0], config.chunk_size)
 
     if mesh is None:
-        return local((rotations, origins, ctf))
-    return shard_over_particles(local, (rotations, origins, ctf), mesh)
+        return local((rotations, origins, ctf), atoms)
+    return shard_over_particles(local, (rotations, origins, ctf), mesh, replicated=atoms)
 
 
 simulate_images_jit = eqx.filter_jit(simulate_images)
