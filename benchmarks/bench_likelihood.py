@@ -79,7 +79,7 @@ def atoms_and_pdbs(tmp: Path):
 
 
 def ours(atoms, box, px, n, batch, repeats, kind):
-    config = ImagingConfig.for_atoms(atoms[0], box, px, chunk_size=32)
+    config = ImagingConfig.for_atoms(atoms[0], box, px)
     ds = SyntheticDataset(n, box, px)
     opts = LikelihoodOptions(kind=kind, sigma=1.0)
     run = lambda: likelihood_matrix(
