@@ -49,20 +49,22 @@ class SyntheticDataset:
         return self.n
 
     def batch(self, idx, pad_to=None):
-        from cryoensemble.inference.likelihood_matrix import _Batch
+        from cryoensemble.io import ParticleBatch
 
         idx = np.asarray(idx)
         b = len(idx) if pad_to is None else max(pad_to, len(idx))
         key = jax.random.key(self.seed + int(idx[0]))
         k1, k2, k3 = jax.random.split(key, 3)
-        return _Batch(
-            jax.random.normal(k1, (b, self.box_size, self.box_size)),
-            random_rotations(k2, b),
-            2.0 * jax.random.normal(k3, (b, 2)),
-            CTFParams(
+        return ParticleBatch(
+            images=jax.random.normal(k1, (b, self.box_size, self.box_size)),
+            rotations=random_rotations(k2, b),
+            shifts=2.0 * jax.random.normal(k3, (b, 2)),
+            ctf=CTFParams(
                 defocus_u=jnp.linspace(8000.0, 20000.0, b),
                 defocus_v=jnp.linspace(8100.0, 20100.0, b),
             ),
+            indices=jnp.zeros(b, jnp.int32),
+            valid=jnp.ones(b),
         )
 
 

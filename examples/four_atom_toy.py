@@ -113,7 +113,7 @@ def simulate_toy(
     disc = (yy**2 + xx**2) <= (box // 2) ** 2
     sigma = np.sqrt(np.mean(np.var(clean[:, disc], axis=1)) / snr)
     noisy = clean + rng.normal(0, sigma, clean.shape).astype(np.float32)
-    return ArrayParticles(noisy, rots, shifts, ctf, pixel), labels
+    return ArrayParticles(noisy, ctf, pixel, rots, shifts), labels
 
 
 def run_toy(

@@ -202,10 +202,10 @@ def test_reweighting_without_poses_small(adk_open, coarse_box):
         base_level=1, n_refine=2, n_candidates=4, max_shift=12.0, coarse_box=coarse_box
     )
     assert cfg.level_boxes(BOX, PX) == ([BOX] * 3 if coarse_box is None else [16, 32, 32])
-    from cryoensemble.orientation.pose_search import _InMemory
+    from cryoensemble.io import ArrayParticles
 
     L = marginal_log_likelihood_matrix(
-        _InMemory(images, ctf, PX), [opn, closed], cfg, progress=False
+        ArrayParticles(images, ctf, PX), [opn, closed], cfg, progress=False
     )
     assert L.shape == (n, 2) and np.all(np.isfinite(L))
     assert np.mean(np.argmax(L, 1) == z) >= 0.75

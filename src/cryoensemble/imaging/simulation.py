@@ -45,7 +45,6 @@ import functools
 import json
 import math
 import time
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +54,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError, InputError
+from ..io.config import read_mapping
 
 __all__ = [
     "DEFAULT_STRUCTURE",
@@ -265,27 +265,7 @@ def load_config_file(path) -> dict[str, Any]:
     (``structures``, ``from_star``) are resolved against the config file's folder.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    text = path.read_text()
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml", ".json"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"{path}: unknown config format {suffix!r}; use .yaml, .yml or .toml")
-    except ConfigError:
-        raise
-    except Exception as err:
-        raise ConfigError(f"{path}: cannot parse config file: {err}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of option: value")
+    data = read_mapping(path)
     data = {str(k).replace("-", "_"): v for k, v in data.items()}
     base = path.parent
 

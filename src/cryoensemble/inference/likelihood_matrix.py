@@ -31,6 +31,7 @@ from jax.sharding import PartitionSpec as P
 
 from ..errors import InputError, check_positive
 from ..imaging.pipeline import ImagingConfig, simulate_images
+from ..io.dataset import ArrayParticles
 from ..parallel import PARTICLE_AXIS, particle_mesh
 from ..scattering.potential import GaussianAtoms
 from .likelihood import marginal_from_residual, whiten
@@ -235,10 +236,15 @@ def _runner(mesh: Mesh | None, config, opts):
             stacked, batch[0], batch[1], batch[2], batch[3], opts, config
         )
     fn = _make_sharded(mesh, config, opts)
-    sharding = NamedSharding(mesh, P("particles"))
+    sharding = NamedSharding(mesh, P(PARTICLE_AXIS))
     replicated = NamedSharding(mesh, P())
 
     def run(stacked, batch):
+        # Every leaf gets the particle axis (scalar CTF fields are broadcast) before splitting.
+        b = batch[0].shape[0]
+        batch = jax.tree.map(
+            lambda x: jnp.broadcast_to(x, (b, *jnp.shape(x)[1:]) if jnp.ndim(x) else (b,)), batch
+        )
         batch = jax.device_put(batch, sharding)
         stacked_r = jax.device_put(stacked, replicated)
         opts_r = jax.device_put(opts, replicated)
@@ -363,7 +369,7 @@ def likelihood_matrix_arrays(
     """Like :func:`likelihood_matrix` for in-memory arrays (images (n, N, N), rotations
     (n, 3, 3), shifts (n, 2), a batched :class:`~cryoensemble.optics.CTFParams`)."""
     return likelihood_matrix(
-        _ArrayDataset(images, rotations, shifts, ctf),
+        ArrayParticles(images, ctf, config.pixel_size, rotations, shifts),
         structures,
         config,
         options=options,
@@ -371,41 +377,6 @@ def likelihood_matrix_arrays(
         mesh=mesh,
         progress=False,
     )
-
-
-class _ArrayDataset:
-    """In-memory particles with the ``batch`` interface of ``ParticleDataset``."""
-
-    def __init__(self, images, rotations, shifts, ctf):
-        self.images = np.asarray(images, np.float32)
-        self.rotations = np.asarray(rotations, np.float32)
-        self.shifts = np.asarray(shifts, np.float32)
-        n = len(self.images)
-        self.ctf = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x, np.float32), (n,)), ctf)
-        self.box_size = int(self.images.shape[-1])
-        self.star_path = "in-memory particles"
-
-    def __len__(self):
-        return len(self.images)
-
-    def batch(self, idx, pad_to=None):
-        idx = np.asarray(idx, np.int64)
-        if pad_to is not None and pad_to > len(idx):
-            idx = np.concatenate([idx, np.full(pad_to - len(idx), idx[-1])])
-        take = lambda a: jnp.asarray(a[idx])
-        return _Batch(
-            take(self.images),
-            take(self.rotations),
-            take(self.shifts),
-            jax.tree.map(take, self.ctf),
-        )
-
-
-class _Batch(eqx.Module):
-    images: jax.Array
-    rotations: jax.Array
-    shifts: jax.Array
-    ctf: object
 
 
 # -- saving ---------------------------------------------------------------------------------------

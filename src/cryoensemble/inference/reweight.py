@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..imaging.pipeline import ImagingConfig
+from ..io.config import to_jsonable
 from ..projection.atoms import default_half_width
 from ..scattering.potential import GaussianAtoms, gaussian_atoms
 from .likelihood_matrix import (
@@ -399,7 +400,7 @@ def write_outputs(result: ReweightResult, folder, plots: bool = True) -> dict[st
     paths = {}
     data = result.to_json()
     paths["json"] = folder / "weights.json"
-    paths["json"].write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+    paths["json"].write_text(json.dumps(data, indent=2, default=to_jsonable) + "\n")
     paths["csv"] = folder / "weights.csv"
     s = result.summary
     with open(paths["csv"], "w", newline="") as f:
@@ -425,14 +426,6 @@ def write_outputs(result: ReweightResult, folder, plots: bool = True) -> dict[st
     if plots:
         paths.update(_plots(result, folder))
     return paths
-
-
-def _jsonable(x):
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    return str(x)
 
 
 def _plots(result: ReweightResult, folder: Path) -> dict[str, Path]:

@@ -1,6 +1,6 @@
 """File input and output: MRC maps and stacks, RELION STAR files, the lazy particle dataset."""
 
-from .dataset import ParticleBatch, ParticleDataset
+from .dataset import ArrayParticles, ParticleBatch, ParticleDataset
 from .mrc import MrcHeaderInfo, MrcStackWriter, read_header, read_map, read_stack, write_map
 from .star import (
     EXTRA_COLUMN_PREFIX,
@@ -21,6 +21,7 @@ __all__ = [
     "PARTICLE_COLUMNS",
     "MrcHeaderInfo",
     "MrcStackWriter",
+    "ArrayParticles",
     "ParticleBatch",
     "ParticleDataset",
     "ParticleTable",

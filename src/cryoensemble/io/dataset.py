@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
@@ -227,3 +228,47 @@ class ParticleDataset:
         idx = np.arange(len(self)) if indices is None else self._check_indices(indices)
         for start in range(0, len(idx), batch_size):
             yield self.batch(idx[start : start + batch_size], pad_to=pad_to)
+
+
+class ArrayParticles:
+    """Particles held in memory, with the ``batch`` interface of :class:`ParticleDataset`.
+
+    images (n, N, N); rotations (n, 3, 3) RELION matrices and shifts (n, 2) Angstrom (None when the
+    poses are unknown: identity and zero); ``ctf`` a :class:`CTFParams` with (n,) or scalar fields;
+    pixel size in Angstrom.
+    """
+
+    def __init__(self, images, ctf: CTFParams, pixel_size: float, rotations=None, shifts=None):
+        from ..errors import check_positive
+
+        self.images = np.asarray(images, np.float32)
+        if self.images.ndim != 3 or self.images.shape[1] != self.images.shape[2]:
+            raise InputError(f"images must be (n, N, N), got shape {self.images.shape}")
+        n = len(self.images)
+        eye = np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3))
+        self.rotations = np.asarray(eye if rotations is None else rotations, np.float32)
+        self.shifts = np.asarray(np.zeros((n, 2)) if shifts is None else shifts, np.float32)
+        self.ctf = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x, np.float32), (n,)), ctf)
+        self.box_size = int(self.images.shape[-1])
+        self.pixel_size = check_positive("pixel size (Angstrom)", pixel_size)
+        self.star_path = "in-memory particles"
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, indices, pad_to: int | None = None) -> ParticleBatch:
+        idx = np.asarray(indices, np.int64).reshape(-1)
+        valid = np.ones(len(idx), np.float32)
+        if pad_to is not None and pad_to > len(idx):
+            extra = int(pad_to) - len(idx)
+            idx = np.concatenate([idx, np.full(extra, idx[-1])])
+            valid = np.concatenate([valid, np.zeros(extra, np.float32)])
+        take = lambda a: jnp.asarray(a[idx])
+        return ParticleBatch(
+            images=take(self.images),
+            rotations=take(self.rotations),
+            shifts=take(self.shifts),
+            ctf=jax.tree.map(take, self.ctf),
+            indices=jnp.asarray(idx, jnp.int32),
+            valid=jnp.asarray(valid),
+        )

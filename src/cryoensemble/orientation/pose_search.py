@@ -69,6 +69,7 @@ from jax import lax
 
 from ..errors import InputError, check_positive
 from ..inference.likelihood import marginal_from_residual
+from ..io.dataset import ArrayParticles
 from ..optics.apply import padded_size
 from ..optics.ctf import CTFParams
 from ..optics.ctf import ctf as ctf_values
@@ -650,36 +651,6 @@ def score_rotations(
 
 
 # -- drivers --------------------------------------------------------------------------------------
-class _InMemory:
-    """In-memory particles (images + CTF) with the ``batch`` interface of ParticleDataset."""
-
-    def __init__(self, images, ctf: CTFParams, pixel_size: float):
-        self.images = np.asarray(images, np.float32)
-        if self.images.ndim != 3 or self.images.shape[1] != self.images.shape[2]:
-            raise InputError(f"images must be (n, N, N), got shape {self.images.shape}")
-        n = len(self.images)
-        self.ctf = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x, np.float32), (n,)), ctf)
-        self.box_size = int(self.images.shape[-1])
-        self.pixel_size = check_positive("pixel size (Angstrom)", pixel_size)
-        self.star_path = "in-memory particles"
-
-    def __len__(self):
-        return len(self.images)
-
-    def batch(self, idx, pad_to=None):
-        idx = np.asarray(idx, np.int64)
-        if pad_to is not None and pad_to > len(idx):
-            idx = np.concatenate([idx, np.full(pad_to - len(idx), idx[-1])])
-        return _Batch(
-            jnp.asarray(self.images[idx]), jax.tree.map(lambda a: jnp.asarray(a[idx]), self.ctf)
-        )
-
-
-class _Batch(eqx.Module):
-    images: jax.Array
-    ctf: CTFParams
-
-
 def _progress(total: int, enabled: bool):
     from rich.progress import (
         BarColumn,
@@ -795,7 +766,9 @@ def pose_search_arrays(
     images, ctf: CTFParams, pixel_size: float, structures, config=None, progress: bool = False
 ) -> PoseSearchResult:
     """:func:`pose_search` on in-memory images (n, N, N) with a batched ``ctf``."""
-    return pose_search(_InMemory(images, ctf, pixel_size), structures, config, progress=progress)
+    return pose_search(
+        ArrayParticles(images, ctf, pixel_size), structures, config, progress=progress
+    )
 
 
 def marginal_log_likelihood_matrix(

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError
+from ...io.config import to_jsonable
 
 __all__ = ["CHECKPOINT_NAME", "load_checkpoint", "save_checkpoint"]
 
@@ -55,7 +56,7 @@ def save_checkpoint(
         "fingerprint": fingerprint,
         "extra": extra or {},
     }
-    arrays["meta"] = np.frombuffer(json.dumps(meta, default=_jsonable).encode(), np.uint8)
+    arrays["meta"] = np.frombuffer(json.dumps(meta, default=to_jsonable).encode(), np.uint8)
     target = folder / CHECKPOINT_NAME
     fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT_NAME}.", suffix=".tmp", dir=folder)
     try:
@@ -91,11 +92,3 @@ def load_checkpoint(folder) -> dict[str, Any]:
     meta["walker_states"] = states
     meta["trajectory"] = data["trajectory"]
     return meta
-
-
-def _jsonable(x):
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    return str(x)

@@ -16,13 +16,13 @@ constants. See ``docs/optimize.md`` for a commented example file.
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ...errors import ConfigError
+from ...io.config import read_mapping
 
 __all__ = [
     "ElasticNetworkConfig",
@@ -329,31 +329,6 @@ def _format_validation_error(err: ValidationError, source: str, model: str) -> s
     return f"{source}: invalid configuration: " + "; ".join(parts)
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    suffix = path.suffix.lower()
-    try:
-        text = path.read_text()
-        if suffix == ".toml":
-            data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml", ".json"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"{path}: unknown config format {suffix!r}; use .yaml, .yml or .toml")
-    except ConfigError:
-        raise
-    except Exception as err:
-        raise ConfigError(f"{path}: cannot parse config file: {err}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of option: value")
-    return data
-
-
 def _normalise_keys(d):
     if isinstance(d, dict):
         return {str(k).replace("-", "_"): _normalise_keys(v) for k, v in d.items()}
@@ -368,7 +343,7 @@ def load_optimize_config(path=None, **overrides) -> OptimizeConfig:
     source = "optimize config"
     if path is not None:
         path = Path(path)
-        data = _normalise_keys(_read_mapping(path))
+        data = _normalise_keys(read_mapping(path))
         source = str(path)
         base = path.parent
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...imaging.pipeline import ImagingConfig
-from ...io.dataset import ParticleBatch
+from ...io.dataset import ArrayParticles
 from ...projection.atoms import default_half_width
 from ...scattering.potential import GaussianAtoms
 from ..likelihood_matrix import (
@@ -61,45 +61,6 @@ __all__ = [
     "make_inner_step",
     "superposed_rmsd",
 ]
-
-
-# ------------------------------------------------------------------------------------------------
-# in-memory particles
-# ------------------------------------------------------------------------------------------------
-class ArrayParticles:
-    """Particles held in memory with the ``batch`` interface of
-    :class:`~cryoensemble.io.ParticleDataset` (images (n, N, N), rotations (n, 3, 3), shifts (n, 2)
-    A, a batched :class:`~cryoensemble.optics.CTFParams`, pixel size in A)."""
-
-    def __init__(self, images, rotations, shifts, ctf, pixel_size: float):
-        self.images = np.asarray(images, np.float32)
-        self.rotations = np.asarray(rotations, np.float32)
-        self.shifts = np.asarray(shifts, np.float32)
-        n = len(self.images)
-        self.ctf = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x, np.float32), (n,)), ctf)
-        self.box_size = int(self.images.shape[-1])
-        self.pixel_size = float(pixel_size)
-        self.star_path = "in-memory particles"
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def batch(self, indices, pad_to: int | None = None) -> ParticleBatch:
-        idx = np.asarray(indices, np.int64).reshape(-1)
-        valid = np.ones(len(idx), np.float32)
-        if pad_to is not None and pad_to > len(idx):
-            extra = int(pad_to) - len(idx)
-            idx = np.concatenate([idx, np.full(extra, idx[-1])])
-            valid = np.concatenate([valid, np.zeros(extra, np.float32)])
-        take = lambda a: jnp.asarray(a[idx])
-        return ParticleBatch(
-            images=take(self.images),
-            rotations=take(self.rotations),
-            shifts=take(self.shifts),
-            ctf=jax.tree.map(take, self.ctf),
-            indices=jnp.asarray(idx, jnp.int32),
-            valid=jnp.asarray(valid),
-        )
 
 
 # ------------------------------------------------------------------------------------------------
