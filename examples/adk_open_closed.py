@@ -94,7 +94,8 @@ def optimize_config(paths, star, args) -> dict:
         "seed": args.seed,
         "progress": not args.quiet,
         "projector": {
-            "kind": "langevin",
+            "kind": args.projector,
+            "openmm": {"options": {"n_steps": args.md_steps, "k": args.md_k}},
             "langevin": {
                 "n_steps": args.langevin_steps,
                 "step": args.langevin_h,
@@ -136,6 +137,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--blur", type=float, default=0.0)
     ap.add_argument("--blur-iterations", type=int, default=20)
     ap.add_argument("--selection", default="heavy")
+    ap.add_argument("--projector", choices=["langevin", "openmm"], default="langevin")
+    ap.add_argument("--md-steps", type=int, default=400, help="OpenMM steps per projection")
+    ap.add_argument("--md-k", type=float, default=1e5, help="OpenMM RMSD bias, kJ/mol/nm^2")
     ap.add_argument("--langevin-steps", type=int, default=100)
     ap.add_argument("--langevin-h", type=float, default=2e-3)
     ap.add_argument("--k-target", type=float, default=20.0)
