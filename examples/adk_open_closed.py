@@ -32,18 +32,16 @@ DATA = Path(__file__).resolve().parents[1] / "src" / "cryoensemble" / "data"
 
 def make_inputs(folder: Path) -> dict[str, Path]:
     """closed.pdb and open_aligned.pdb (open superposed on closed, heavy atoms) in ``folder``."""
-    from cryoensemble.orientation import superpose
+    from cryoensemble.orientation import superpose_model
     from cryoensemble.structure import read_structure, write_pdb
 
     folder.mkdir(parents=True, exist_ok=True)
     closed = read_structure(DATA / "adk_closed.pdb")
     opened = read_structure(DATA / "adk_open.pdb")
-    heavy = closed.atomic_numbers > 1
-    _, r, t, _ = superpose(opened.positions[heavy], closed.positions[heavy], method="kabsch")
-    moved = opened.positions @ np.asarray(r, np.float64).T + np.asarray(t, np.float64)
+    moved, _ = superpose_model(opened, closed, "heavy")
     paths = {"closed": folder / "closed.pdb", "open": folder / "open_aligned.pdb"}
     write_pdb(closed, paths["closed"])
-    write_pdb(opened, paths["open"], moved)
+    write_pdb(moved, paths["open"])
     return paths
 
 

@@ -37,18 +37,16 @@ DATA = Path(__file__).resolve().parents[1] / "src" / "cryoensemble" / "data" / "
 
 def make_inputs(folder: Path) -> dict[str, Path]:
     """state0.pdb (= ala_model_0) and state1.pdb (ala_model_1 superposed on it) in ``folder``."""
-    from cryoensemble.orientation import superpose
+    from cryoensemble.orientation import superpose_model
     from cryoensemble.structure import read_structure, write_pdb
 
     folder.mkdir(parents=True, exist_ok=True)
     s0 = read_structure(DATA / "ala_model_0.pdb")
     s1 = read_structure(DATA / "ala_model_1.pdb")
-    heavy = s0.atomic_numbers > 1
-    _, r, t, _ = superpose(s1.positions[heavy], s0.positions[heavy], method="kabsch")
-    moved = s1.positions @ np.asarray(r, np.float64).T + np.asarray(t, np.float64)
+    moved, _ = superpose_model(s1, s0, "heavy")
     paths = {"state0": folder / "state0.pdb", "state1": folder / "state1.pdb"}
     write_pdb(s0, paths["state0"])
-    write_pdb(s1, paths["state1"], moved)
+    write_pdb(moved, paths["state1"])
     return paths
 
 
@@ -152,7 +150,7 @@ def main(argv=None) -> dict:
 
     # heavy-atom RMSD of each walker to its own target, at the start (after the initial energy
     # minimisation and alignment: trajectory frame 0) and at the end
-    from cryoensemble.inference.ensemble.openmm_projector import superposed_rmsd
+    from cryoensemble.orientation import superposed_rmsd
     from cryoensemble.structure import read_structure
 
     targets = [read_structure(paths[f"state{m}"]) for m in range(2)]

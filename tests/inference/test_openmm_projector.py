@@ -18,7 +18,7 @@ TRI = DATA / "trialanine"
 
 
 def _rmsd(a, b):
-    from cryoensemble.inference.ensemble.openmm_projector import superposed_rmsd
+    from cryoensemble.orientation import superposed_rmsd
 
     return superposed_rmsd(a, b)
 

@@ -19,18 +19,17 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _inputs(folder: Path) -> dict[str, Path]:
-    from ..orientation import superpose
+    from ..orientation import superpose_model
     from ..structure import read_structure, write_pdb
 
     folder.mkdir(parents=True, exist_ok=True)
     closed = read_structure(DATA / "adk_closed.pdb")
     opened = read_structure(DATA / "adk_open.pdb")
-    heavy = closed.atomic_numbers > 1
     # both states in one consensus frame: open superposed on closed (heavy atoms)
-    _, r, t, _ = superpose(opened.positions[heavy], closed.positions[heavy], method="kabsch")
+    moved, _ = superpose_model(opened, closed, "heavy")
     paths = {"closed": folder / "closed.pdb", "open": folder / "open_aligned.pdb"}
     write_pdb(closed, paths["closed"])
-    write_pdb(opened, paths["open"], opened.positions @ np.asarray(r).T + np.asarray(t))
+    write_pdb(moved, paths["open"])
     return paths
 
 

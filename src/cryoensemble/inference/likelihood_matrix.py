@@ -239,16 +239,16 @@ def _runner(mesh: Mesh | None, config, opts):
     sharding = NamedSharding(mesh, P(PARTICLE_AXIS))
     replicated = NamedSharding(mesh, P())
 
+    opts_r = jax.device_put(opts, replicated)
+    placed = {}  # the structures are copied to the devices once, not for every batch
+
     def run(stacked, batch):
+        if placed.get("key") is not stacked:
+            placed.update(key=stacked, value=jax.device_put(stacked, replicated))
         # Every leaf gets the particle axis (scalar CTF fields are broadcast) before splitting.
         b = batch[0].shape[0]
-        batch = jax.tree.map(
-            lambda x: jnp.broadcast_to(x, (b, *jnp.shape(x)[1:]) if jnp.ndim(x) else (b,)), batch
-        )
-        batch = jax.device_put(batch, sharding)
-        stacked_r = jax.device_put(stacked, replicated)
-        opts_r = jax.device_put(opts, replicated)
-        return fn(stacked_r, *batch, opts_r)
+        batch = jax.tree.map(lambda x: jnp.broadcast_to(x, (b, *jnp.shape(x)[1:])), batch)
+        return fn(placed["value"], *jax.device_put(batch, sharding), opts_r)
 
     return run
 

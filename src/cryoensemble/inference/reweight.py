@@ -111,37 +111,16 @@ def load_structures(paths: Sequence[str | Path], topology: str | None = None) ->
     return out
 
 
-def _kabsch_numpy(mobile: np.ndarray, reference: np.ndarray):
-    mc, rc = mobile.mean(0), reference.mean(0)
-    h = (mobile - mc).T @ (reference - rc)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T))
-    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
-    return r, rc - r @ mc
-
-
 def align_models(models: list[NamedModel], reference, selection: str) -> tuple[list, list]:
     """Rigidly superpose every model onto ``reference`` (an AtomicModel) using the atoms of
     ``selection``; returns the moved models and the RMSDs (A) after alignment."""
-    ref = reference.selection(selection).positions
+    from ..orientation import superpose_model
+
     out, rmsds = [], []
     for nm in models:
-        mob = nm.model.selection(selection).positions
-        if mob.shape != ref.shape:
-            raise InputError(
-                f"{nm.source}: {mob.shape[0]} atoms in selection {selection!r} but the alignment "
-                f"reference has {ref.shape[0]}; alignment needs the same atoms in the same order"
-            )
-        try:
-            from ..orientation import superpose
-
-            _, r, t, _ = superpose(mob, ref, method="kabsch")
-            r, t = np.asarray(r, np.float64), np.asarray(t, np.float64)
-        except ImportError:  # pragma: no cover - orientation is optional
-            r, t = _kabsch_numpy(mob, ref)
-        moved = nm.model.positions @ r.T + t
-        rmsds.append(float(np.sqrt(np.mean(np.sum((mob @ r.T + t - ref) ** 2, axis=1)))))
-        out.append(dataclasses.replace(nm, model=nm.model.with_positions(moved)))
+        moved, rms = superpose_model(nm.model, reference, selection)
+        rmsds.append(rms)
+        out.append(dataclasses.replace(nm, model=moved))
     return out, rmsds
 
 

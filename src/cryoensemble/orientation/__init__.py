@@ -19,9 +19,12 @@ from cryoensemble.orientation.rotation_fit import (
     nearest_rotation_quaternion,
     nearest_rotation_svd,
     quaternion_to_matrix,
+    rigid_transform,
     rmsd,
     rotation_angle,
     superpose,
+    superpose_model,
+    superposed_rmsd,
 )
 
 __all__ = [
@@ -43,6 +46,9 @@ __all__ = [
     "rmsd",
     "rotation_angle",
     "superpose",
+    "rigid_transform",
+    "superposed_rmsd",
+    "superpose_model",
 ]
 
 from cryoensemble.orientation.grids import (  # noqa: E402

@@ -50,6 +50,9 @@ __all__ = [
     "quaternion_to_matrix",
     "rotation_angle",
     "superpose",
+    "rigid_transform",
+    "superposed_rmsd",
+    "superpose_model",
     "rmsd",
 ]
 
@@ -497,3 +500,33 @@ def superpose(mobile, reference, weights=None, method: str = "dram"):
     t = wn @ y - r @ (wn @ x)
     aligned = x @ r.T + t
     return aligned, r, t, rmsd(aligned, y, w)
+
+
+def rigid_transform(mobile, reference, method: str = "kabsch") -> tuple[np.ndarray, np.ndarray]:
+    """Host-side (R, t) as float64 numpy arrays with ``reference ~ mobile @ R.T + t``.
+
+    For moving whole models by a fit on some of their atoms: ``all_atoms @ R.T + t``.
+    """
+    _, r, t, _ = superpose(mobile, reference, method=method)
+    return np.asarray(r, np.float64), np.asarray(t, np.float64)
+
+
+def superposed_rmsd(a, b, method: str = "kabsch") -> float:
+    """RMSD (units of the input) between point sets ``a`` and ``b`` (n, 3) after superposition."""
+    return float(superpose(a, b, method=method)[3])
+
+
+def superpose_model(mobile, reference, selection: str = "heavy", method: str = "kabsch"):
+    """``mobile`` (an AtomicModel) moved rigidly so that its ``selection`` atoms superpose onto
+    those of ``reference``; returns ``(moved_model, rmsd)``. Both selections must hold the same
+    atoms in the same order."""
+    mob = mobile.selection(selection).positions
+    ref = reference.selection(selection).positions
+    if mob.shape != ref.shape:
+        raise InputError(
+            f"{mobile.source or 'model'}: {mob.shape[0]} atoms in selection {selection!r} but the "
+            f"reference has {ref.shape[0]}; superposition needs the same atoms in the same order"
+        )
+    r, t = rigid_transform(mob, ref, method)
+    moved = mobile.with_positions(np.asarray(mobile.positions, np.float64) @ r.T + t)
+    return moved, superposed_rmsd(mob, ref, method)

@@ -35,6 +35,7 @@ import numpy as np
 
 from cryoensemble.errors import InputError, check_positive
 from cryoensemble.inference.ensemble.projector_base import PriorProjector
+from cryoensemble.orientation import rigid_transform
 
 if TYPE_CHECKING:
     from cryoensemble.structure import AtomicModel
@@ -150,24 +151,6 @@ def _integrator_seed(seed: int, walker: int, step: int) -> int:
     words = [int(seed) & 0xFFFFFFFF, int(walker) & 0xFFFFFFFF, int(step)]
     value = np.random.SeedSequence(words).generate_state(1)[0]
     return int(value) % (2**31 - 2) + 1
-
-
-def _kabsch_numpy(mobile: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation ``r`` and translation ``t`` with ``reference ~ mobile @ r.T + t`` (float64)."""
-    cm, cr = mobile.mean(axis=0), reference.mean(axis=0)
-    h = (mobile - cm).T @ (reference - cr)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T))
-    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
-    return r, cr - cm @ r.T
-
-
-def superposed_rmsd(a: np.ndarray, b: np.ndarray) -> float:
-    """RMSD (same units as the input) between two (n, 3) point sets after optimal superposition."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    r, t = _kabsch_numpy(a, b)
-    return float(np.sqrt(np.mean(np.sum((a @ r.T + t - b) ** 2, axis=1))))
 
 
 class OpenMMProjector(PriorProjector):
@@ -448,7 +431,7 @@ class OpenMMProjector(PriorProjector):
         md[self.md_index] = pos / 10.0
         # atoms added by OpenMM follow the walker rigidly from the template
         if self.added_atoms:
-            r, t = _kabsch_numpy(self._template_positions[self.md_index], md[self.md_index])
+            r, t = rigid_transform(self._template_positions[self.md_index], md[self.md_index])
             extra = np.setdiff1d(np.arange(self.n_md_atoms), self.md_index)
             md[extra] = self._template_positions[extra] @ r.T + t
         self._prepare(md, self.selection, _integrator_seed(seed, walker, 2**31 - 1))
@@ -521,7 +504,7 @@ class OpenMMProjector(PriorProjector):
                 f"(now {self.k:g} kJ/mol/nm^2) or the time step"
             )
         if self.align_to_target:
-            r, t = _kabsch_numpy(pos[sel_md[order]], tgt[order] / 10.0)
+            r, t = rigid_transform(pos[sel_md[order]], tgt[order] / 10.0)
             pos = pos @ r.T + t
             vel = vel @ r.T
         new = OpenMMWalkerState(
@@ -572,7 +555,7 @@ class OpenMMProjector(PriorProjector):
         pos = self._check_positions(arrays["positions"])
         if not np.array_equal(pos, md[self.md_index] * 10.0):
             if self.added_atoms:
-                r, t = _kabsch_numpy(md[self.md_index], pos / 10.0)
+                r, t = rigid_transform(md[self.md_index], pos / 10.0)
                 md = md @ r.T + t
             md[self.md_index] = pos / 10.0
         return OpenMMWalkerState(

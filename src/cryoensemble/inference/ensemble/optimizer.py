@@ -41,6 +41,7 @@ import numpy as np
 from ...errors import InputError
 from ...imaging.pipeline import ImagingConfig
 from ...io.dataset import ArrayParticles
+from ...orientation import superposed_rmsd
 from ...projection.atoms import default_half_width
 from ...scattering.potential import GaussianAtoms
 from ..likelihood_matrix import (
@@ -255,13 +256,6 @@ def make_inner_step(
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-def superposed_rmsd(a: np.ndarray, b: np.ndarray) -> float:
-    """RMSD (A) between point sets ``a`` and ``b`` (n, 3) after optimal superposition (Kabsch)."""
-    from ...orientation import superpose
-
-    return float(
-        superpose(np.asarray(a, np.float64), np.asarray(b, np.float64), method="kabsch")[3]
-    )
 
 
 def _rotate_state(arrays: dict[str, np.ndarray], r: np.ndarray, t: np.ndarray) -> dict:
