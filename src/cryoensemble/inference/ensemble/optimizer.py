@@ -26,6 +26,7 @@ Every outer iteration is checkpointed (:mod:`.checkpoint`); a resumed run contin
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -227,25 +228,16 @@ def make_inner_step(
     mesh = mesh if (mesh is not None and mesh.size > 1) else None
     tx = _make_tx(kind, lr)
 
-    def step(pos, opt_state, amps, variances, images, rotations, shifts, ctf, valid):
-        return _inner_step(
-            pos,
-            opt_state,
-            amps,
-            variances,
-            images,
-            rotations,
-            shifts,
-            ctf,
-            valid,
-            step_size,
-            config,
-            opts,
-            n_em,
-            kind,
-            lr,
-            mesh,
-        )
+    step = functools.partial(
+        _inner_step,
+        step_size=step_size,
+        config=config,
+        opts=opts,
+        n_em=n_em,
+        kind=kind,
+        learning_rate=lr,
+        mesh=mesh,
+    )
 
     def init(pos):
         return None if tx is None else tx.init(jnp.asarray(pos))
