@@ -1,6 +1,6 @@
 """Likelihood-matrix throughput, (particle x structure) pairs per second, adenylate kinase.
 
-Ours (cryoensemble.inference.likelihood_matrix, white and marginal likelihoods) against the same
+Ours (cryoensemble.inference._likelihood_matrix, white and marginal likelihoods) against the same
 computation written with cryoJAX 0.6.0 (GaussianWhiteNoiseModel.log_likelihood, vmapped), run in
 the peers' environment (.venv-peers) by ``benchmarks/peers/cryojax_likelihood.py`` in the same
 run. Then the peak memory (ru_maxrss) of a lazily generated dataset with 10 structures at two
@@ -26,11 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cryoensemble.imaging.pipeline import ImagingConfig
+from cryoensemble.imaging._pipeline import ImagingConfig
 from cryoensemble.inference import LikelihoodOptions, likelihood_matrix
 from cryoensemble.optics import CTFParams
 from cryoensemble.pose import random_rotations
-from cryoensemble.scattering.potential import gaussian_atoms
+from cryoensemble.scattering._potential import gaussian_atoms
 from cryoensemble.structure import read_structure, write_pdb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def peak_memory(atoms, box, px, n, batch):
 import resource, sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 import bench_likelihood as b
-from cryoensemble.imaging.pipeline import ImagingConfig
+from cryoensemble.imaging._pipeline import ImagingConfig
 from cryoensemble.inference import LikelihoodOptions, likelihood_matrix
 import tempfile, pathlib
 atoms, _ = b.atoms_and_pdbs(pathlib.Path(tempfile.mkdtemp()))

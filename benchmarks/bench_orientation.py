@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from cryoensemble.orientation import (
+from cryoensemble.pose import (
     dram_enp_batched,
     dram_enp_matrix_batched,
     dram_onp_batched,

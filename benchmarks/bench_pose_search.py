@@ -25,14 +25,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cryoensemble.imaging.pipeline import ImagingConfig, simulate_images_jit
+from cryoensemble.imaging._pipeline import ImagingConfig, simulate_images_jit
 from cryoensemble.noise import add_gaussian_noise, snr_noise_sigma
 from cryoensemble.optics import CTFParams
-from cryoensemble.orientation import rotation_angle
-from cryoensemble.orientation.grids import n_rotations
-from cryoensemble.orientation.pose_search import PoseSearchConfig, pose_search_arrays
-from cryoensemble.pose import euler_to_matrix, random_euler_angles
-from cryoensemble.scattering.potential import gaussian_atoms
+from cryoensemble.pose import euler_to_matrix, random_euler_angles, rotation_angle
+from cryoensemble.pose._grids import n_rotations
+from cryoensemble.posesearch._search import PoseSearchConfig, pose_search_arrays
+from cryoensemble.scattering._potential import gaussian_atoms
 from cryoensemble.structure import read_structure
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "cryoensemble" / "data"

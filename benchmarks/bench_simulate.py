@@ -37,7 +37,7 @@ PDB = ROOT / "src" / "cryoensemble" / "data" / "adk_open.pdb"
 def child(n: int, out: str) -> None:
     """Run in a fresh process: one cryoensemble simulation, print a JSON line."""
     from cryoensemble.cli.simulate import run_simulation  # configures the host devices first
-    from cryoensemble.imaging.simulation import load_config
+    from cryoensemble.workflows.simulate._simulate import load_config
 
     t0 = time.perf_counter()
     cfg = load_config(n_particles=n, gallery=False, structures=[PDB])

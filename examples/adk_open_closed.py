@@ -32,7 +32,7 @@ DATA = Path(__file__).resolve().parents[1] / "src" / "cryoensemble" / "data"
 
 def make_inputs(folder: Path) -> dict[str, Path]:
     """closed.pdb and open_aligned.pdb (open superposed on closed, heavy atoms) in ``folder``."""
-    from cryoensemble.orientation import superpose_model
+    from cryoensemble.pose import superpose_model
     from cryoensemble.structure import read_structure, write_pdb
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -54,7 +54,7 @@ def simulate(
     snr: float,
     seed: int,
 ):
-    from cryoensemble.imaging.simulation import load_config, simulate_dataset
+    from cryoensemble.workflows.simulate._simulate import load_config, simulate_dataset
 
     folder.mkdir(parents=True, exist_ok=True)
     cfg = load_config(
@@ -152,8 +152,8 @@ def main(argv=None) -> dict:
         args.box, args.pixel, args.particles = 64, 2.4, min(args.particles, 400)
         args.downsample = 1
 
-    from cryoensemble.inference.ensemble.config import load_optimize_config
-    from cryoensemble.inference.ensemble.optimizer import run_optimize
+    from cryoensemble.workflows.optimize._config import load_optimize_config
+    from cryoensemble.workflows.optimize._optimizer import run_optimize
 
     out = args.out
     paths = make_inputs(out / "inputs")

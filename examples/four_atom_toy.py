@@ -81,10 +81,10 @@ def simulate_toy(
     n_particles: int = 3000, snr: float = 0.1, seed: int = 0, box: int = 32, pixel: float = 4.0
 ):
     """Particles of the three states: (ArrayParticles, true state per particle)."""
-    from cryoensemble.imaging.pipeline import ImagingConfig, simulate_images_jit
-    from cryoensemble.inference.ensemble.optimizer import ArrayParticles
+    from cryoensemble.imaging._pipeline import ImagingConfig, simulate_images_jit
     from cryoensemble.optics import CTFParams
     from cryoensemble.pose import random_rotations
+    from cryoensemble.workflows.optimize._optimizer import ArrayParticles
 
     rng = np.random.default_rng(seed)
     labels = rng.choice(len(STATES), size=n_particles, p=POPULATIONS)
@@ -135,12 +135,8 @@ def run_toy(
     optimizer: str = "normalized",
 ):
     """Optimize ``n_walkers`` rectangles; returns a dict of the results (and the result object)."""
-    from cryoensemble.inference.ensemble import (
-        EnsembleOptimizer,
-        LangevinConfig,
-        LangevinProjector,
-        OptimizeSettings,
-    )
+    from cryoensemble.ensemble import LangevinProjector
+    from cryoensemble.workflows.optimize import EnsembleOptimizer, LangevinConfig, OptimizeSettings
 
     if particles is None:
         particles, labels = simulate_toy(n_particles, seed=seed)
@@ -209,7 +205,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    from cryoensemble.inference.ensemble.plots import plot_history
+    from cryoensemble.workflows.optimize._plots import plot_history
 
     args.out.mkdir(parents=True, exist_ok=True)
     particles, labels = simulate_toy(args.particles, seed=args.seed)

@@ -8,7 +8,7 @@ heavy atoms, as a consensus refinement would place both states) and both are cen
 reference's centre of mass. Walkers start from ``initial_model_0`` / ``initial_model_1``; after the
 likelihood steps of each iteration every walker continues its own amber14 Langevin trajectory
 (300 K, 2 fs, HBond constraints, vacuum) with the bias 0.5 k RMSD^2 towards the moved heavy atoms
-(:class:`cryoensemble.inference.ensemble.openmm_projector.OpenMMProjector`).
+(:class:`cryoensemble.ensemble._openmm.OpenMMProjector`).
 
     python examples/trialanine_openmm.py --out tri_out [--particles 5000] [--iterations 30]
 
@@ -37,7 +37,7 @@ DATA = Path(__file__).resolve().parents[1] / "src" / "cryoensemble" / "data" / "
 
 def make_inputs(folder: Path) -> dict[str, Path]:
     """state0.pdb (= ala_model_0) and state1.pdb (ala_model_1 superposed on it) in ``folder``."""
-    from cryoensemble.orientation import superpose_model
+    from cryoensemble.pose import superpose_model
     from cryoensemble.structure import read_structure, write_pdb
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,7 @@ def make_inputs(folder: Path) -> dict[str, Path]:
 
 
 def simulate(folder: Path, paths: dict[str, Path], args):
-    from cryoensemble.imaging.simulation import load_config, simulate_dataset
+    from cryoensemble.workflows.simulate._simulate import load_config, simulate_dataset
 
     folder.mkdir(parents=True, exist_ok=True)
     cfg = load_config(
@@ -122,8 +122,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
 
-    from cryoensemble.inference.ensemble.config import load_optimize_config
-    from cryoensemble.inference.ensemble.optimizer import run_optimize
+    from cryoensemble.workflows.optimize._config import load_optimize_config
+    from cryoensemble.workflows.optimize._optimizer import run_optimize
 
     out = args.out
     paths = make_inputs(out / "inputs")
@@ -150,7 +150,7 @@ def main(argv=None) -> dict:
 
     # heavy-atom RMSD of each walker to its own target, at the start (after the initial energy
     # minimisation and alignment: trajectory frame 0) and at the end
-    from cryoensemble.orientation import superposed_rmsd
+    from cryoensemble.pose import superposed_rmsd
     from cryoensemble.structure import read_structure
 
     targets = [read_structure(paths[f"state{m}"]) for m in range(2)]

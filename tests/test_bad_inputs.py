@@ -6,7 +6,7 @@ import pytest
 
 from cryoensemble.errors import InputError
 from cryoensemble.imaging import ImagingConfig
-from cryoensemble.io.mrc import read_map, write_map
+from cryoensemble.io._mrc import read_map, write_map
 from cryoensemble.optics import CTFParams
 from cryoensemble.structure import read_structure
 

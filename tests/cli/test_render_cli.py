@@ -6,9 +6,9 @@ import numpy as np
 from typer.testing import CliRunner
 
 from cryoensemble.cli.main import app
-from cryoensemble.imaging.simulation import reference_map
 from cryoensemble.io import read_map
 from cryoensemble.structure import read_structure
+from cryoensemble.workflows.simulate._simulate import reference_map
 
 runner = CliRunner()
 

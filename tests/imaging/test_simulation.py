@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from cryoensemble.errors import ConfigError
-from cryoensemble.imaging.simulation import (
+from cryoensemble.io import ParticleDataset, read_particles, read_stack
+from cryoensemble.io._star import particle_arrays
+from cryoensemble.workflows.simulate._simulate import (
     DEFAULT_STRUCTURE,
     SimulationConfig,
     clean_images,
@@ -20,8 +22,6 @@ from cryoensemble.imaging.simulation import (
     simulate_dataset,
     structure_center,
 )
-from cryoensemble.io import ParticleDataset, read_particles, read_stack
-from cryoensemble.io.star import particle_arrays
 
 SMALL = dict(n_particles=12, box_size=32, pixel_size=4.0, batch_size=8, selection="heavy")
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from cryoensemble.errors import InputError
-from cryoensemble.inference.ensemble import checkpoint as ckmod
-from cryoensemble.inference.ensemble import load_checkpoint, save_checkpoint
+from cryoensemble.workflows.optimize import _checkpoint as ckmod
+from cryoensemble.workflows.optimize import load_checkpoint, save_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -11,11 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cryoensemble.imaging.pipeline import ImagingConfig
-from cryoensemble.inference.ensemble import OptimizeSettings, em_weights, make_inner_step
-from cryoensemble.inference.ensemble.optimizer import fourier_crop
-from cryoensemble.inference.likelihood_matrix import LikelihoodOptions
-from cryoensemble.inference.weights import fit_weights_em
+from cryoensemble.imaging._pipeline import ImagingConfig
+from cryoensemble.inference._likelihood_matrix import LikelihoodOptions
+from cryoensemble.inference._weights import fit_weights_em
+from cryoensemble.workflows.optimize import OptimizeSettings, em_weights, make_inner_step
+from cryoensemble.workflows.optimize._optimizer import fourier_crop
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -99,7 +99,7 @@ def test_gradient_is_the_loss_gradient(toy, toy_data):
     learning rate 1 returns exactly -grad)."""
     import jax
 
-    from cryoensemble.inference.likelihood_matrix import batch_log_likelihoods
+    from cryoensemble.inference._likelihood_matrix import batch_log_likelihoods
     from cryoensemble.scattering import GaussianAtoms
 
     particles, _ = toy_data

@@ -7,19 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cryoensemble.errors import ConfigError
-from cryoensemble.inference.ensemble import (
-    ElasticNetworkConfig,
-    LangevinConfig,
+from cryoensemble.ensemble import (
     LangevinProjector,
     NoProjector,
     RigidCarry,
     build_elastic_network,
     load_user_energy,
 )
-from cryoensemble.inference.ensemble.langevin import repulsion_pairs
+from cryoensemble.ensemble._langevin import repulsion_pairs
+from cryoensemble.errors import ConfigError
 from cryoensemble.structure import read_structure
-from cryoensemble.structure.model import selection_indices
+from cryoensemble.structure._model import selection_indices
+from cryoensemble.workflows.optimize import ElasticNetworkConfig, LangevinConfig
 
 
 def _rotation(angle_deg: float, axis=(0.0, 0.0, 1.0)) -> np.ndarray:
@@ -114,7 +113,7 @@ def test_projection_is_deterministic_given_the_state_and_survives_a_round_trip(a
 def test_elastic_network_follows_a_domain_motion_and_keeps_local_geometry(adk_calpha):
     """Target: the open state (superposed on closed, 6.9 A away); the projected walker follows it
     while the CA-CA bonds keep their length."""
-    from cryoensemble.orientation import superpose
+    from cryoensemble.pose import superpose
 
     m, sel = adk_calpha
     x = m.positions[sel]

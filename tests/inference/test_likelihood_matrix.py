@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cryoensemble.errors import InputError
-from cryoensemble.imaging.pipeline import ImagingConfig, simulate_images_jit
+from cryoensemble.imaging._pipeline import ImagingConfig, simulate_images_jit
 from cryoensemble.inference import (
     LikelihoodOptions,
     circular_mask_px,
@@ -28,7 +28,7 @@ from cryoensemble.inference import (
 )
 from cryoensemble.optics import CTFParams
 from cryoensemble.pose import random_rotations
-from cryoensemble.scattering.potential import gaussian_atoms
+from cryoensemble.scattering._potential import gaussian_atoms
 from cryoensemble.structure import read_structure
 
 N, PX, B = 32, 3.0, 11

@@ -18,13 +18,13 @@ TRI = DATA / "trialanine"
 
 
 def _rmsd(a, b):
-    from cryoensemble.orientation import superposed_rmsd
+    from cryoensemble.pose import superposed_rmsd
 
     return superposed_rmsd(a, b)
 
 
 def test_clear_error_without_openmm(monkeypatch):
-    import cryoensemble.inference.ensemble.openmm_projector as mod
+    import cryoensemble.ensemble._openmm as mod
 
     monkeypatch.setitem(sys.modules, "openmm", None)
     monkeypatch.setitem(sys.modules, "openmm.app", None)
@@ -37,7 +37,7 @@ def test_clear_error_without_openmm(monkeypatch):
 
 openmm = pytest.importorskip("openmm")
 
-from cryoensemble.inference.ensemble.openmm_projector import (  # noqa: E402
+from cryoensemble.ensemble._openmm import (  # noqa: E402
     OpenMMProjector,
     amber_names,
 )

@@ -14,18 +14,18 @@ from typer.testing import CliRunner
 
 from cryoensemble.cli.main import app
 from cryoensemble.errors import InputError
-from cryoensemble.imaging.pipeline import ImagingConfig, simulate_images_jit
-from cryoensemble.inference.reweight import (
-    load_structures,
-    prepare_atoms,
-    reweight,
-)
+from cryoensemble.imaging._pipeline import ImagingConfig, simulate_images_jit
 from cryoensemble.io import MrcStackWriter, format_image_name, read_stack, write_particles
 from cryoensemble.noise import add_gaussian_noise, snr_noise_sigma
 from cryoensemble.optics import CTFParams
 from cryoensemble.pose import euler_to_matrix, random_euler_angles
-from cryoensemble.scattering.potential import gaussian_atoms
+from cryoensemble.scattering._potential import gaussian_atoms
 from cryoensemble.structure import read_structure, write_pdb
+from cryoensemble.workflows.reweight._reweight import (
+    load_structures,
+    prepare_atoms,
+    reweight,
+)
 
 
 def make_project(

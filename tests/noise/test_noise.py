@@ -17,7 +17,7 @@ from cryoensemble.noise import (
     signal_variance,
     snr_noise_sigma,
 )
-from cryoensemble.scattering.constants import interaction_constant
+from cryoensemble.scattering._constants import interaction_constant
 
 
 def blobs(b=6, n=48, seed=0):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cryoensemble.errors import InputError
-from cryoensemble.orientation.grids import (
+from cryoensemble.pose._grids import (
     cell_children,
     cell_rotations,
     grid_resolution,

@@ -12,21 +12,20 @@ import pytest
 from jax.scipy.special import logsumexp
 
 from cryoensemble.errors import InputError
-from cryoensemble.imaging.pipeline import ImagingConfig, image_one, simulate_images_jit
+from cryoensemble.imaging._pipeline import ImagingConfig, image_one, simulate_images_jit
 from cryoensemble.inference import fit_weights_em, log_likelihood_marginal, log_likelihood_white
 from cryoensemble.noise import add_gaussian_noise, snr_noise_sigma
 from cryoensemble.optics import CTFParams
-from cryoensemble.orientation import rotation_angle
-from cryoensemble.orientation.grids import hopf_grid
-from cryoensemble.orientation.pose_search import (
+from cryoensemble.pose import euler_to_matrix, random_euler_angles, rotation_angle
+from cryoensemble.pose._grids import hopf_grid
+from cryoensemble.posesearch._search import (
     PoseSearchConfig,
     marginal_log_likelihood_matrix,
     pose_search_arrays,
     prepare_reference,
     score_rotations,
 )
-from cryoensemble.pose import euler_to_matrix, random_euler_angles
-from cryoensemble.scattering.potential import gaussian_atoms
+from cryoensemble.scattering._potential import gaussian_atoms
 from cryoensemble.structure import read_structure
 
 BOX, PX = 32, 4.8
@@ -216,7 +215,7 @@ def test_reweighting_without_poses_small(adk_open, coarse_box):
 def test_cropped_templates_equal_cropped_full_templates(adk_open):
     """A slice on the coarse grid of a Fourier-cropped level (pixel v N / b) is the Fourier crop
     of the full-grid template: v_b * irfft2(slice_b) = crop(v * irfft2(slice_N)) to rounding."""
-    from cryoensemble.orientation.pose_search import _fourier_crop, _slices
+    from cryoensemble.posesearch._search import _fourier_crop, _slices
 
     proj = prepare_reference(adk_open[0], BOX, PX)
     rots = jnp.asarray(hopf_grid(0).rotations[::17])

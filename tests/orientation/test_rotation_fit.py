@@ -10,7 +10,7 @@ from scipy.optimize import minimize
 from scipy.spatial.transform import Rotation
 
 from cryoensemble.errors import InputError
-from cryoensemble.orientation import (
+from cryoensemble.pose import (
     dram_enp,
     dram_enp_batched,
     dram_enp_matrix,

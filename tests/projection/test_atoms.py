@@ -6,7 +6,7 @@ from scipy.special import erf
 
 from cryoensemble.pose import euler_to_matrix
 from cryoensemble.projection import default_half_width, project_atoms
-from cryoensemble.scattering.potential import GaussianAtoms, gaussians_from_form_factors
+from cryoensemble.scattering._potential import GaussianAtoms, gaussians_from_form_factors
 
 CARBON_A = [0.0489, 0.2091, 0.7537, 1.1420, 0.3555]
 CARBON_B = [0.1140, 1.0825, 5.4281, 17.8811, 51.1341]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cryoensemble.errors import InputError
-from cryoensemble.pose.euler import euler_to_matrix, random_rotations
+from cryoensemble.pose._euler import euler_to_matrix, random_rotations
 from cryoensemble.projection import (
     default_half_width,
     prepare_map_projection,
@@ -18,7 +18,7 @@ from cryoensemble.projection import (
     project_map_jit,
     render_map,
 )
-from cryoensemble.scattering.potential import gaussians_from_form_factors
+from cryoensemble.scattering._potential import gaussians_from_form_factors
 
 CARBON_A = np.array([0.0489, 0.2091, 0.7537, 1.1420, 0.3555])
 CARBON_B = np.array([0.1140, 1.0825, 5.4281, 17.8811, 51.1341])
@@ -248,8 +248,8 @@ def adk():
     from pathlib import Path
 
     import cryoensemble
-    from cryoensemble.scattering.potential import gaussian_atoms
-    from cryoensemble.structure.io import read_structure
+    from cryoensemble.scattering._potential import gaussian_atoms
+    from cryoensemble.structure._io import read_structure
 
     model = read_structure(Path(cryoensemble.__file__).parent / "data" / "adk_closed.pdb")
     atoms = gaussian_atoms(model, center=model.center_of_mass())

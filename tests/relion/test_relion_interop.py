@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cryoensemble.cli.main import app
-from cryoensemble.imaging.simulation import lowpass_filter
 from cryoensemble.io import ParticleDataset, read_map, read_particles, read_stack
+from cryoensemble.workflows.simulate._simulate import lowpass_filter
 
 pytestmark = [
     pytest.mark.slow,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cryoensemble.errors import InputError
-from cryoensemble.scattering.peng import (
+from cryoensemble.scattering._peng import (
     MOTT_BETHE_CONSTANT,
     PENG_ELEMENTS,
     electron_scattering_factor,

@@ -10,7 +10,7 @@ import pytest
 import cryoensemble
 from cryoensemble.errors import InputError
 from cryoensemble.structure import read_structure
-from cryoensemble.structure.elements import infer_element, normalize_symbol
+from cryoensemble.structure._elements import infer_element, normalize_symbol
 
 DATA = Path(cryoensemble.__file__).parent / "data"
 

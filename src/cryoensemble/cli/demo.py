@@ -12,16 +12,16 @@ from typing import Annotated
 
 import typer
 
-from .common import atomic_output_dir, check_output_target, user_errors
-from .demo_optimize import run_optimize_demo
+from cryoensemble.cli.common import user_errors
 
 # The demo simulates with the command's defaults; make the CPU cores JAX devices first.
-from .simulate import print_summary, run_simulation  # noqa: F401  (configures host devices)
+from cryoensemble.cli.simulate import print_summary, run_simulation  # noqa: F401  (configures host devices)
+from cryoensemble.workflows.demo._optimize import run_optimize_demo
 
 
 def simulate_step(out: Path, quiet: bool = False) -> list[str]:
     """Simulate 1000 particles of the bundled adenylate kinase with the default settings."""
-    from ..imaging.simulation import load_config
+    from cryoensemble.workflows.simulate._simulate import load_config
 
     summary = run_simulation(load_config(), out / "simulation", overwrite=False, quiet=quiet)
     return [
@@ -48,6 +48,8 @@ def demo(
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Run the demonstration on the bundled adenylate kinase and print where the outputs are."""
+    from cryoensemble.io._outputs import atomic_output_dir, check_output_target
+
     check_output_target(out, overwrite)
     lines: list[str] = []
     with atomic_output_dir(out, overwrite=overwrite) as tmp:

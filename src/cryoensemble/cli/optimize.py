@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Expose every CPU core as a JAX device before JAX starts (the batch is split over them).
-from ..parallel import configure_host_devices
+from cryoensemble.parallel import configure_host_devices
 
 configure_host_devices()
 
@@ -12,7 +12,7 @@ from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
-from .common import user_errors  # noqa: E402
+from cryoensemble.cli.common import user_errors  # noqa: E402
 
 
 @user_errors
@@ -45,9 +45,9 @@ def optimize(
     history.csv, loss.png, weights.png, rmsd.png (with ground_truth), optimize.log,
     config.yaml, provenance.json and checkpoint.npz (resume with --resume).
     """
-    from ..errors import InputError
-    from ..inference.ensemble.config import load_optimize_config
-    from ..inference.ensemble.optimizer import run_optimize
+    from cryoensemble.errors import InputError
+    from cryoensemble.workflows.optimize._config import load_optimize_config
+    from cryoensemble.workflows.optimize._optimizer import run_optimize
 
     if resume and overwrite:
         raise InputError("--resume and --overwrite exclude each other")

@@ -7,16 +7,16 @@ from typing import Annotated
 
 import typer
 
-from .common import atomic_output_dir, check_output_target, user_errors, write_provenance
+from cryoensemble.cli.common import user_errors
 
 MAP_SUFFIXES = {".mrc", ".map", ".mrcs", ".ccp4"}
 
 
 def _load_references(paths, selection: str, center: bool, box: int, pixel: float):
     """(names, sources, structures): maps (MRC) as volumes, atomic models as Gaussian atoms."""
-    from ..errors import InputError
-    from ..inference.reweight import load_structures, prepare_atoms
-    from ..io import read_map
+    from cryoensemble.errors import InputError
+    from cryoensemble.io import read_map
+    from cryoensemble.workflows.reweight._reweight import load_structures, prepare_atoms
 
     names, sources, refs = [], [], []
     for p in paths:
@@ -147,10 +147,11 @@ def poses(
 
     import numpy as np
 
-    from ..inference import fit_weights_em, save_likelihood_matrix
-    from ..io import ParticleDataset, write_particles
-    from ..orientation.grids import grid_resolution, hopf_grid
-    from ..orientation.pose_search import (
+    from cryoensemble.inference import fit_weights_em, save_likelihood_matrix
+    from cryoensemble.io import ParticleDataset, write_particles
+    from cryoensemble.io._outputs import atomic_output_dir, check_output_target, write_provenance
+    from cryoensemble.pose._grids import grid_resolution, hopf_grid
+    from cryoensemble.posesearch._search import (
         PoseSearchConfig,
         error_summary,
         input_poses_as_truth,

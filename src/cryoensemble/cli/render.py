@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .common import atomic_output_file, check_output_target, user_errors, write_provenance
+from cryoensemble.cli.common import user_errors
 
 
 @user_errors
@@ -46,10 +46,11 @@ def render(
 
     The map is [z, y, x] with the model placed exactly as ``cryoensemble simulate`` places it.
     """
-    from ..errors import InputError, check_positive
-    from ..imaging.simulation import reference_map
-    from ..io import write_map
-    from ..structure import read_structure
+    from cryoensemble.errors import InputError, check_positive
+    from cryoensemble.io import write_map
+    from cryoensemble.io._outputs import atomic_output_file, check_output_target, write_provenance
+    from cryoensemble.structure import read_structure
+    from cryoensemble.workflows.simulate._simulate import reference_map
 
     check_output_target(out, overwrite)
     if box_size < 2:

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from .common import atomic_output_dir, check_output_target, user_errors, write_provenance
+from cryoensemble.cli.common import user_errors
 
 
 def _parse_counts(text: str | None) -> list[float] | None:
-    from ..errors import InputError
+    from cryoensemble.errors import InputError
 
     if text is None:
         return None
@@ -121,10 +121,11 @@ def reweight(
     likelihood_matrix.npy (+ particle_indices.npy), posterior_samples.npy, weights.png,
     assignments.png and provenance.json.
     """
-    from ..errors import InputError, check_positive
-    from ..inference.reweight import load_structures, write_outputs
-    from ..inference.reweight import reweight as run
-    from ..structure import read_structure
+    from cryoensemble.errors import InputError, check_positive
+    from cryoensemble.io._outputs import atomic_output_dir, check_output_target, write_provenance
+    from cryoensemble.structure import read_structure
+    from cryoensemble.workflows.reweight._reweight import load_structures, write_outputs
+    from cryoensemble.workflows.reweight._reweight import reweight as run
 
     check_output_target(out, overwrite)
     if not 0 < credible_level < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # Expose every CPU core as a JAX device before JAX starts (it reads XLA_FLAGS when its backend is
 # first initialised); this module never imports JAX at import time.
-from ..parallel import configure_host_devices
+from cryoensemble.parallel import configure_host_devices
 
 configure_host_devices()
 
@@ -14,13 +14,13 @@ from typing import Annotated, Any  # noqa: E402
 
 import typer  # noqa: E402
 
-from .common import atomic_output_dir, check_output_target, user_errors, write_provenance  # noqa: E402
+from cryoensemble.cli.common import user_errors  # noqa: E402
 
 _OPT = "Options"
 
 
 def _parse_weights(values: list[str] | None) -> list[float] | None:
-    from ..errors import ConfigError
+    from cryoensemble.errors import ConfigError
 
     if not values:
         return None
@@ -63,7 +63,8 @@ def run_simulation(config, out: Path, overwrite: bool = False, quiet: bool = Fal
     )
     from rich.text import Text
 
-    from ..imaging.simulation import simulate_dataset
+    from cryoensemble.io._outputs import atomic_output_dir, check_output_target, write_provenance
+    from cryoensemble.workflows.simulate._simulate import simulate_dataset
 
     class _Rate(ProgressColumn):
         def render(self, task) -> Text:
@@ -278,7 +279,8 @@ def simulate(
     Images are the dimensionless phase contrast (interaction constant x CTF-filtered projected
     potential), protein bright. With no arguments: 1000 particles of the bundled adenylate kinase.
     """
-    from ..imaging.simulation import load_config
+    from cryoensemble.io._outputs import check_output_target
+    from cryoensemble.workflows.simulate._simulate import load_config
 
     overrides: dict[str, Any] = {
         "structures": list(structure) if structure else None,
@@ -314,7 +316,7 @@ def simulate(
         "gallery": False if no_gallery else None,
     }
     if no_center and center_on_first:
-        from ..errors import ConfigError
+        from cryoensemble.errors import ConfigError
 
         raise ConfigError("--no-center and --center-on-first exclude each other")
     cfg = load_config(config, **overrides)

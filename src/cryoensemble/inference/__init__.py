@@ -3,13 +3,13 @@
 See ``docs/likelihood.md`` for the formulas, the conventions and the benchmark figures.
 """
 
-from .likelihood import (
+from cryoensemble.inference._likelihood import (
     log_likelihood_colored,
     log_likelihood_marginal,
     log_likelihood_white,
     whiten,
 )
-from .likelihood_matrix import (
+from cryoensemble.inference._likelihood_matrix import (
     KINDS,
     LikelihoodOptions,
     circular_mask_px,
@@ -20,9 +20,13 @@ from .likelihood_matrix import (
     save_likelihood_matrix,
     stack_structures,
 )
-from .noise_model import estimate_psd, estimate_psd_from_dataset, white_psd
-from .posterior import effective_sample_size, sample_posterior_gibbs, summarize_samples
-from .weights import (
+from cryoensemble.inference._noise_model import estimate_psd, estimate_psd_from_dataset, white_psd
+from cryoensemble.inference._posterior import (
+    effective_sample_size,
+    sample_posterior_gibbs,
+    summarize_samples,
+)
+from cryoensemble.inference._weights import (
     fit_weights_em,
     held_out_check,
     log_likelihood_weights,

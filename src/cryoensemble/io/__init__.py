@@ -1,8 +1,15 @@
 """File input and output: MRC maps and stacks, RELION STAR files, the lazy particle dataset."""
 
-from .dataset import ArrayParticles, ParticleBatch, ParticleDataset
-from .mrc import MrcHeaderInfo, MrcStackWriter, read_header, read_map, read_stack, write_map
-from .star import (
+from cryoensemble.io._dataset import ArrayParticles, ParticleBatch, ParticleDataset
+from cryoensemble.io._mrc import (
+    MrcHeaderInfo,
+    MrcStackWriter,
+    read_header,
+    read_map,
+    read_stack,
+    write_map,
+)
+from cryoensemble.io._star import (
     EXTRA_COLUMN_PREFIX,
     OPTICS_COLUMNS,
     PARTICLE_COLUMNS,

@@ -1,6 +1,6 @@
 """Projection of atomic models and maps onto images, and rendering of maps."""
 
-from .atoms import (
+from cryoensemble.projection._atoms import (
     DEFAULT_TRUNCATION_TOLERANCE,
     default_half_width,
     project_atoms,
@@ -14,7 +14,7 @@ __all__ = [
     "project_atoms",
 ]
 
-from .maps import (  # noqa: E402
+from cryoensemble.projection._maps import (  # noqa: E402
     MapProjector,
     prepare_map_projection,
     project_map,

@@ -1,0 +1,1 @@
+"""Rendering (``cryoensemble render``): a structure as a 3-D map."""
