@@ -49,7 +49,7 @@ class SyntheticDataset:
         return self.n
 
     def batch(self, idx, pad_to=None):
-        from cryoensemble.io import ParticleBatch
+        from cryoensemble.imaging import ParticleBatch
 
         idx = np.asarray(idx)
         b = len(idx) if pad_to is None else max(pad_to, len(idx))

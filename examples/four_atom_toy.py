@@ -81,10 +81,10 @@ def simulate_toy(
     n_particles: int = 3000, snr: float = 0.1, seed: int = 0, box: int = 32, pixel: float = 4.0
 ):
     """Particles of the three states: (ArrayParticles, true state per particle)."""
+    from cryoensemble.imaging import ArrayParticles
     from cryoensemble.imaging._pipeline import ImagingConfig, simulate_images_jit
     from cryoensemble.optics import CTFParams
     from cryoensemble.pose import random_rotations
-    from cryoensemble.workflows.optimize._optimizer import ArrayParticles
 
     rng = np.random.default_rng(seed)
     labels = rng.choice(len(STATES), size=n_particles, p=POPULATIONS)

@@ -10,13 +10,8 @@ import pandas as pd
 import pytest
 
 from cryoensemble.errors import InputError
-from cryoensemble.io import (
-    MrcStackWriter,
-    ParticleBatch,
-    ParticleDataset,
-    format_image_name,
-    write_particles,
-)
+from cryoensemble.imaging import ParticleBatch
+from cryoensemble.io import MrcStackWriter, ParticleDataset, format_image_name, write_particles
 from cryoensemble.pose import euler_to_matrix
 
 BOX = 12

@@ -201,7 +201,7 @@ def test_reweighting_without_poses_small(adk_open, coarse_box):
         base_level=1, n_refine=2, n_candidates=4, max_shift=12.0, coarse_box=coarse_box
     )
     assert cfg.level_boxes(BOX, PX) == ([BOX] * 3 if coarse_box is None else [16, 32, 32])
-    from cryoensemble.io import ArrayParticles
+    from cryoensemble.imaging import ArrayParticles
 
     L = marginal_log_likelihood_matrix(
         ArrayParticles(images, ctf, PX), [opn, closed], cfg, progress=False

@@ -30,9 +30,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cryoensemble.errors import InputError, check_positive
+from cryoensemble.imaging._particles import ArrayParticles
 from cryoensemble.imaging._pipeline import ImagingConfig, simulate_images
 from cryoensemble.inference._likelihood import marginal_from_residual, whiten
-from cryoensemble.io._dataset import ArrayParticles
 from cryoensemble.parallel import PARTICLE_AXIS, particle_mesh
 from cryoensemble.scattering._potential import GaussianAtoms
 

@@ -1,6 +1,6 @@
 """File input and output: MRC maps and stacks, RELION STAR files, the lazy particle dataset."""
 
-from cryoensemble.io._dataset import ArrayParticles, ParticleBatch, ParticleDataset
+from cryoensemble.io._dataset import ParticleDataset
 from cryoensemble.io._mrc import (
     MrcHeaderInfo,
     MrcStackWriter,
@@ -28,8 +28,6 @@ __all__ = [
     "PARTICLE_COLUMNS",
     "MrcHeaderInfo",
     "MrcStackWriter",
-    "ArrayParticles",
-    "ParticleBatch",
     "ParticleDataset",
     "ParticleTable",
     "format_image_name",

@@ -68,8 +68,8 @@ import numpy as np
 from jax import lax
 
 from cryoensemble.errors import InputError, check_positive
+from cryoensemble.imaging._particles import ArrayParticles
 from cryoensemble.inference._likelihood import marginal_from_residual
-from cryoensemble.io._dataset import ArrayParticles
 from cryoensemble.optics._apply import padded_size
 from cryoensemble.optics._ctf import CTFParams
 from cryoensemble.optics._ctf import ctf as ctf_values

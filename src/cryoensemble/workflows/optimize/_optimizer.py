@@ -48,7 +48,6 @@ from cryoensemble.inference._likelihood_matrix import (
     circular_mask_px,
     likelihood_matrix,
 )
-from cryoensemble.io._dataset import ArrayParticles
 from cryoensemble.pose import superposed_rmsd
 from cryoensemble.projection._atoms import default_half_width
 from cryoensemble.scattering._potential import GaussianAtoms
@@ -56,7 +55,6 @@ from cryoensemble.workflows.optimize._checkpoint import load_checkpoint, save_ch
 from cryoensemble.workflows.optimize._config import OptimizeSettings
 
 __all__ = [
-    "ArrayParticles",
     "EnsembleOptimizer",
     "OptimizeResult",
     "em_weights",
