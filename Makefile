@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 PYTEST_MARK ?= not slow and not heavy
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test lint format relion bench clean
+.PHONY: demo test lint typecheck docs format relion bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,md]'
+	$(PY) -m pip install -q -e '.[test,docs,md]'
 	touch $@
 
 # RELION 3.1 (Debian package) for the interoperability tests; installed when we are root.
@@ -22,9 +22,20 @@ relion:
 	      || echo "warning: could not install relion; RELION tests will be skipped"; \
 	  else echo "note: relion_project not found and not root; RELION tests will be skipped"; fi; }
 
+# Style, the import layers of docs/architecture.md (contracts in pyproject.toml), and static types
+# of the kernel packages (mypy, configured in pyproject.toml).
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/lint-imports
+	$(MAKE) typecheck
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+# API reference from the docstrings (mkdocs + mkdocstrings), built into site/.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format src tests benchmarks examples
@@ -40,4 +51,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_imaging.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache site

@@ -26,11 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cryoensemble.imaging._pipeline import ImagingConfig
-from cryoensemble.inference import LikelihoodOptions, likelihood_matrix
+from cryoensemble.imaging import AbstractParticles, ImagingConfig, ParticleBatch
+from cryoensemble.inference import LikelihoodConfig, likelihood_matrix
 from cryoensemble.optics import CTFParams
 from cryoensemble.pose import random_rotations
-from cryoensemble.scattering._potential import gaussian_atoms
+from cryoensemble.scattering import gaussian_atoms
 from cryoensemble.structure import read_structure, write_pdb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ DATA = ROOT / "src" / "cryoensemble" / "data"
 PEERS = ROOT / ".venv-peers" / "bin" / "python"
 
 
-class SyntheticDataset:
+class SyntheticDataset(AbstractParticles):
     """n particles with random poses/CTFs and noise images generated batch by batch (lazy)."""
 
     def __init__(self, n, box, pixel_size, seed=0):
@@ -49,8 +49,6 @@ class SyntheticDataset:
         return self.n
 
     def batch(self, idx, pad_to=None):
-        from cryoensemble.imaging import ParticleBatch
-
         idx = np.asarray(idx)
         b = len(idx) if pad_to is None else max(pad_to, len(idx))
         key = jax.random.key(self.seed + int(idx[0]))
@@ -83,10 +81,8 @@ def atoms_and_pdbs(tmp: Path):
 def ours(atoms, box, px, n, batch, repeats, kind):
     config = ImagingConfig.for_atoms(atoms[0], box, px)
     ds = SyntheticDataset(n, box, px)
-    opts = LikelihoodOptions(kind=kind, sigma=1.0)
-    run = lambda: likelihood_matrix(
-        ds, atoms, config, options=opts, batch_size=batch, progress=False
-    )
+    opts = LikelihoodConfig(kind=kind, sigma=1.0)
+    run = lambda: likelihood_matrix(ds, atoms, config, options=opts, batch_size=batch)
     t0 = time.perf_counter()
     run()
     compile_s = time.perf_counter() - t0
@@ -109,14 +105,14 @@ def peak_memory(atoms, box, px, n, batch):
 import resource, sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 import bench_likelihood as b
-from cryoensemble.imaging._pipeline import ImagingConfig
-from cryoensemble.inference import LikelihoodOptions, likelihood_matrix
+from cryoensemble.imaging import ImagingConfig
+from cryoensemble.inference import LikelihoodConfig, likelihood_matrix
 import tempfile, pathlib
 atoms, _ = b.atoms_and_pdbs(pathlib.Path(tempfile.mkdtemp()))
 atoms = [atoms[i % 2] for i in range(10)]
 config = ImagingConfig.for_atoms(atoms[0], {box}, {px})
 L = likelihood_matrix(b.SyntheticDataset({n}, {box}, {px}), atoms, config,
-                      options=LikelihoodOptions(kind="marginal"), batch_size={batch}, progress=False)
+                      options=LikelihoodConfig(kind="marginal"), batch_size={batch})
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

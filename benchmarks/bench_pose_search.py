@@ -25,13 +25,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cryoensemble.imaging._pipeline import ImagingConfig, simulate_images_jit
+from cryoensemble.imaging import ImagingConfig, simulate_images_jit
 from cryoensemble.noise import add_gaussian_noise, snr_noise_sigma
 from cryoensemble.optics import CTFParams
-from cryoensemble.pose import euler_to_matrix, random_euler_angles, rotation_angle
-from cryoensemble.pose._grids import n_rotations
-from cryoensemble.posesearch._search import PoseSearchConfig, pose_search_arrays
-from cryoensemble.scattering._potential import gaussian_atoms
+from cryoensemble.pose import euler_to_matrix, n_rotations, random_euler_angles, rotation_angle
+from cryoensemble.posesearch import PoseSearchConfig, pose_search_arrays
+from cryoensemble.scattering import gaussian_atoms
 from cryoensemble.structure import read_structure
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "cryoensemble" / "data"

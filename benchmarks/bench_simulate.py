@@ -7,9 +7,10 @@ Case: adenylate kinase (bundled adk_open.pdb, all 3341 atoms), 128 x 128 at 1.2 
 defaults of ``cryoensemble simulate`` (gaussian noise at SNR 0.1, CTF on a 2x padded box),
 no gallery. Each run is a separate process, so its peak RSS (``ru_maxrss``) is its own.
 
-* cryoensemble: ``run_simulation`` (what the command runs: temporary folder, streaming writes
-  of MRC stacks, STAR, ground truth, config, provenance, rename). Time = from resolving the
-  config to the last file written (summary.json's elapsed_s), compilation included.
+* cryoensemble: ``cryoensemble.workflows.simulate.run`` (what the command runs: temporary
+  folder, streaming writes of MRC stacks, STAR, ground truth, config, provenance, rename).
+  Time = from resolving the config to the last file written (summary.json's elapsed_s),
+  compilation included.
 * cryoJAX 0.6.0 (``benchmarks/peers/cryojax_simulate.py`` in ``.venv-peers``): the same particles
   (read from cryoensemble's STAR), its own vmap/jit loop, same noise level definition, writing
   the same files with mrcfile and starfile; time from volume loading to the last file closed.
@@ -36,12 +37,14 @@ PDB = ROOT / "src" / "cryoensemble" / "data" / "adk_open.pdb"
 
 def child(n: int, out: str) -> None:
     """Run in a fresh process: one cryoensemble simulation, print a JSON line."""
-    from cryoensemble.cli.simulate import run_simulation  # configures the host devices first
-    from cryoensemble.workflows.simulate._simulate import load_config
+    from cryoensemble.parallel import configure_host_devices
+
+    configure_host_devices()  # every CPU core a JAX device, as the command line does (before JAX)
+    from cryoensemble.workflows.simulate import load_config, run
 
     t0 = time.perf_counter()
     cfg = load_config(n_particles=n, gallery=False, structures=[PDB])
-    summary = run_simulation(cfg, Path(out), quiet=True)
+    summary = run(cfg, Path(out))
     wall = time.perf_counter() - t0
     import jax
 

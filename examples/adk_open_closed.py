@@ -54,9 +54,9 @@ def simulate(
     snr: float,
     seed: int,
 ):
-    from cryoensemble.workflows.simulate._simulate import load_config, simulate_dataset
+    from cryoensemble.workflows.simulate import load_config
+    from cryoensemble.workflows.simulate import run as simulate_run
 
-    folder.mkdir(parents=True, exist_ok=True)
     cfg = load_config(
         structures=[paths["closed"], paths["open"]],
         weights=[0.3, 0.7],
@@ -68,7 +68,7 @@ def simulate(
         seed=seed,
         gallery=False,
     )
-    summary = simulate_dataset(cfg, folder)
+    summary = simulate_run(cfg, folder, overwrite=True)
     return summary
 
 
@@ -152,8 +152,8 @@ def main(argv=None) -> dict:
         args.box, args.pixel, args.particles = 64, 2.4, min(args.particles, 400)
         args.downsample = 1
 
-    from cryoensemble.workflows.optimize._config import load_optimize_config
-    from cryoensemble.workflows.optimize._optimizer import run_optimize
+    from cryoensemble.workflows import optimize
+    from cryoensemble.workflows._progress import progress_meter
 
     out = args.out
     paths = make_inputs(out / "inputs")
@@ -173,9 +173,15 @@ def main(argv=None) -> dict:
         f"{args.snr}): closed {counts[0]}, open {counts[1]} (open fraction {frac_open:.3f}) in "
         f"{time.perf_counter() - t0:.1f} s"
     )
-    cfg = load_optimize_config(**optimize_config(paths, sim / "particles.star", args))
+    cfg = optimize.load_optimize_config(**optimize_config(paths, sim / "particles.star", args))
     t0 = time.perf_counter()
-    prep, result = run_optimize(cfg, out / "run", resume=args.resume, overwrite=not args.resume)
+    result = optimize.run(
+        cfg,
+        out / "run",
+        resume=args.resume,
+        overwrite=not args.resume,
+        progress=progress_meter(not args.quiet),
+    )
     total = time.perf_counter() - t0
     hist = result.history
     print(

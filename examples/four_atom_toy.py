@@ -24,6 +24,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cryoensemble.ensemble import LangevinConfig, LangevinProjector
+from cryoensemble.imaging import ArrayParticles, ImagingConfig, simulate_images_jit
+from cryoensemble.optics import CTFParams
+from cryoensemble.pose import random_rotations
+from cryoensemble.scattering import GaussianAtoms
+from cryoensemble.workflows.optimize import (
+    EnsembleOptimizer,
+    EnsembleOptimizerConfig,
+    plot_history,
+)
+
 SHORT_SIDE = 25.0  # A
 STATES = (40.0, 55.0, 70.0)  # long side of the K = 3 metastable states, A
 POPULATIONS = (0.5, 0.3, 0.2)
@@ -67,8 +78,7 @@ def toy_energy(x):
 
 
 def toy_atoms(positions):
-    from cryoensemble.scattering import GaussianAtoms
-
+    """Gaussian atoms (one component each, width ATOM_SIGMA) at ``positions`` (n, 3) A."""
     n = len(positions)
     return GaussianAtoms(
         jnp.asarray(positions, jnp.float32),
@@ -81,11 +91,6 @@ def simulate_toy(
     n_particles: int = 3000, snr: float = 0.1, seed: int = 0, box: int = 32, pixel: float = 4.0
 ):
     """Particles of the three states: (ArrayParticles, true state per particle)."""
-    from cryoensemble.imaging import ArrayParticles
-    from cryoensemble.imaging._pipeline import ImagingConfig, simulate_images_jit
-    from cryoensemble.optics import CTFParams
-    from cryoensemble.pose import random_rotations
-
     rng = np.random.default_rng(seed)
     labels = rng.choice(len(STATES), size=n_particles, p=POPULATIONS)
     rots = np.asarray(random_rotations(jax.random.PRNGKey(seed), n_particles), np.float32)
@@ -131,18 +136,14 @@ def run_toy(
     resume=False,
     stop_after=None,
     refit=True,
-    progress=False,
     optimizer: str = "normalized",
 ):
     """Optimize ``n_walkers`` rectangles; returns a dict of the results (and the result object)."""
-    from cryoensemble.ensemble import LangevinProjector
-    from cryoensemble.workflows.optimize import EnsembleOptimizer, LangevinConfig, OptimizeSettings
-
     if particles is None:
         particles, labels = simulate_toy(n_particles, seed=seed)
     starts = STARTS[n_walkers] if starts is None else starts
     start = np.stack([rectangle(b) for b in starts])
-    settings = OptimizeSettings(
+    settings = EnsembleOptimizerConfig(
         iterations=iterations,
         inner_steps=inner_steps,
         batch_size=batch_size,
@@ -170,9 +171,7 @@ def run_toy(
         pad_factor=1.0,
         chunk_size=64,
     )
-    res = opt.run(
-        folder=folder, resume=resume, stop_after=stop_after, refit=refit, progress=progress
-    )
+    res = opt.run(folder=folder, resume=resume, stop_after=stop_after, refit=refit)
     out = {
         "n_walkers": n_walkers,
         "starts": list(starts),
@@ -205,8 +204,6 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    from cryoensemble.workflows.optimize._plots import plot_history
-
     args.out.mkdir(parents=True, exist_ok=True)
     particles, labels = simulate_toy(args.particles, seed=args.seed)
     frac = np.bincount(labels, minlength=3) / len(labels)

@@ -8,7 +8,7 @@ heavy atoms, as a consensus refinement would place both states) and both are cen
 reference's centre of mass. Walkers start from ``initial_model_0`` / ``initial_model_1``; after the
 likelihood steps of each iteration every walker continues its own amber14 Langevin trajectory
 (300 K, 2 fs, HBond constraints, vacuum) with the bias 0.5 k RMSD^2 towards the moved heavy atoms
-(:class:`cryoensemble.ensemble._openmm.OpenMMProjector`).
+(:class:`cryoensemble.ensemble.OpenMMProjector`).
 
     python examples/trialanine_openmm.py --out tri_out [--particles 5000] [--iterations 30]
 
@@ -51,9 +51,9 @@ def make_inputs(folder: Path) -> dict[str, Path]:
 
 
 def simulate(folder: Path, paths: dict[str, Path], args):
-    from cryoensemble.workflows.simulate._simulate import load_config, simulate_dataset
+    from cryoensemble.workflows.simulate import load_config
+    from cryoensemble.workflows.simulate import run as simulate_run
 
-    folder.mkdir(parents=True, exist_ok=True)
     cfg = load_config(
         structures=[paths["state0"], paths["state1"]],
         weights=[0.7, 0.3],
@@ -70,7 +70,7 @@ def simulate(folder: Path, paths: dict[str, Path], args):
         seed=args.seed,
         gallery=False,
     )
-    return simulate_dataset(cfg, folder)
+    return simulate_run(cfg, folder, overwrite=True)
 
 
 def optimize_config(paths, star, args) -> dict:
@@ -122,8 +122,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
 
-    from cryoensemble.workflows.optimize._config import load_optimize_config
-    from cryoensemble.workflows.optimize._optimizer import run_optimize
+    from cryoensemble.workflows import optimize
+    from cryoensemble.workflows._progress import progress_meter
 
     out = args.out
     paths = make_inputs(out / "inputs")
@@ -142,9 +142,15 @@ def main(argv=None) -> dict:
         f"{args.snr}): state0 {counts[0]}, state1 {counts[1]} (fractions {frac[0]:.3f} / "
         f"{frac[1]:.3f}) in {time.perf_counter() - t0:.1f} s"
     )
-    cfg = load_optimize_config(**optimize_config(paths, sim / "particles.star", args))
+    cfg = optimize.load_optimize_config(**optimize_config(paths, sim / "particles.star", args))
     t0 = time.perf_counter()
-    prep, result = run_optimize(cfg, out / "run", resume=args.resume, overwrite=not args.resume)
+    result = optimize.run(
+        cfg,
+        out / "run",
+        resume=args.resume,
+        overwrite=not args.resume,
+        progress=progress_meter(not args.quiet),
+    )
     total = time.perf_counter() - t0
     hist = result.history
 

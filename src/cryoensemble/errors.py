@@ -7,6 +7,9 @@ command line prints the message without a traceback and exits with a non-zero st
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 
 class CryoEnsembleError(Exception):
     """Base class of all errors caused by user input."""
@@ -20,10 +23,13 @@ class ConfigError(InputError):
     """A configuration file or option is invalid."""
 
 
-def check_positive(name: str, value: float) -> float:
-    """Return ``value`` if it is a finite number > 0, else raise :class:`InputError`."""
-    import math
+def check_positive(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it is a finite number > 0, else raise :class:`InputError`.
 
+    Arguments:
+        name: the parameter's name, for the message (e.g. ``"pixel_size"``).
+        value: the value to check (any type: non-numbers are reported, not raised as TypeError).
+    """
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -33,10 +39,13 @@ def check_positive(name: str, value: float) -> float:
     return v
 
 
-def check_finite(name: str, value: float) -> float:
-    """Return ``value`` if it is a finite number, else raise :class:`InputError`."""
-    import math
+def check_finite(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it is a finite number, else raise :class:`InputError`.
 
+    Arguments:
+        name: the parameter's name, for the message.
+        value: the value to check (any type: non-numbers are reported, not raised as TypeError).
+    """
     try:
         v = float(value)
     except (TypeError, ValueError):

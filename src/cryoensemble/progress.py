@@ -2,8 +2,8 @@
 
 A long-running library function takes ``progress: AbstractProgressMeter`` (default
 :class:`NoProgressMeter`) and reports through it; it never prints or imports a terminal library
-itself. The workflows pass :class:`cryoensemble.workflows.RichProgressMeter` (a live bar) or
-:class:`TextProgressMeter` (plain lines, e.g. for batch logs).
+itself. The workflows pass ``cryoensemble.workflows._progress.progress_meter(enabled)`` (a live
+rich bar, or nothing); :class:`TextProgressMeter` prints plain lines (e.g. for batch logs).
 
     with meter.task("likelihood matrix", total=n, unit="particles") as task:
         for batch in batches:
@@ -26,10 +26,20 @@ class ProgressTask(abc.ABC):
 
     @abc.abstractmethod
     def advance(self, n: int = 1, **fields: Any) -> None:
-        """Record ``n`` more units done; ``fields`` are shown beside the count (e.g. ``loss``)."""
+        """Record ``n`` more units done.
+
+        Arguments:
+            n: the number of units just completed.
+            **fields: values shown beside the count (e.g. ``loss="0.31"``).
+        """
 
     def update(self, completed: int, **fields: Any) -> None:
-        """Set the count of completed units (default: advance by the difference)."""
+        """Set the count of completed units (default: advance by the difference).
+
+        Arguments:
+            completed: the total number of units completed so far.
+            **fields: values shown beside the count.
+        """
         self.advance(completed - getattr(self, "completed", 0), **fields)
 
     def __enter__(self) -> ProgressTask:
@@ -49,7 +59,14 @@ class AbstractProgressMeter(abc.ABC):
     def task(
         self, description: str, total: int | None, completed: int = 0, unit: str = ""
     ) -> ProgressTask:
-        """A new task of ``total`` units (None: unknown), ``completed`` of them already done."""
+        """A new task; use it as a context manager, which closes it.
+
+        Arguments:
+            description: what is being done (shown to the user).
+            total: the number of units of work, or None if unknown.
+            completed: units already done (e.g. when resuming).
+            unit: the name of a unit (``"particles"``, ``"iterations"``).
+        """
 
 
 class _NoTask(ProgressTask):
@@ -93,8 +110,12 @@ class _TextTask(ProgressTask):
 
 
 class TextProgressMeter(AbstractProgressMeter):
-    """Plain progress lines on ``stream`` (default standard error), at most one per ``interval``
-    seconds per task, and one at completion."""
+    """Plain progress lines on ``stream``, at most one per ``interval`` per task, one at completion.
+
+    Arguments:
+        interval: the least time between two lines of a task, in seconds.
+        stream: where to write (default: standard error).
+    """
 
     def __init__(self, interval: float = 10.0, stream: TextIO | None = None) -> None:
         self.interval = interval

@@ -12,7 +12,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from cryoensemble.cli.main import app
-from cryoensemble.imaging._pipeline import ImagingConfig, simulate_images_jit
+from cryoensemble.imaging import ImagingConfig, simulate_images_jit
 from cryoensemble.io import (
     MrcStackWriter,
     ParticleDataset,
@@ -23,7 +23,7 @@ from cryoensemble.io import (
 from cryoensemble.noise import add_gaussian_noise, snr_noise_sigma
 from cryoensemble.optics import CTFParams
 from cryoensemble.pose import euler_to_matrix, random_euler_angles
-from cryoensemble.scattering._potential import gaussian_atoms
+from cryoensemble.scattering import gaussian_atoms
 from cryoensemble.structure import read_structure
 
 BOX, PX, N = 32, 4.8, 6

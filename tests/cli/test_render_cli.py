@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from cryoensemble.cli.main import app
 from cryoensemble.io import read_map
 from cryoensemble.structure import read_structure
-from cryoensemble.workflows.simulate._simulate import reference_map
+from cryoensemble.workflows.render import reference_map
 
 runner = CliRunner()
 

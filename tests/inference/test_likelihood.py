@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 from scipy.special import gammaln
 
-from cryoensemble.inference import (
-    estimate_psd,
-    log_likelihood_colored,
-    log_likelihood_marginal,
-    log_likelihood_white,
-    white_psd,
-)
+from cryoensemble.inference import log_likelihood_colored, log_likelihood_marginal
+from cryoensemble.noise import WhiteGaussianNoise, estimate_psd, white_psd
 
 
 def _images(n=16, seed=0):
@@ -50,7 +45,9 @@ def test_white_matches_direct(masked):
     x, y = _images()
     m = _disc(16, 6) if masked else np.ones((16, 16), np.float32)
     sigma = 1.3
-    got = log_likelihood_white(jnp.asarray(x), jnp.asarray(y), sigma, m if masked else None)
+    got = WhiteGaussianNoise(sigma).log_likelihood(
+        jnp.asarray(y), jnp.asarray(x), m if masked else None
+    )
     sel = m.astype(bool)
     r = (y - x).astype(np.float64)[sel]
     want = -0.5 * np.sum(r**2) / sigma**2 - 0.5 * r.size * np.log(2 * np.pi * sigma**2)
@@ -137,7 +134,7 @@ def test_colored_matches_direct_whitening():
     # white PSD sigma^2: coloured-white equals white with sigma, up to the Jacobian n^2 log sigma
     sigma = 2.0
     a = log_likelihood_colored(jnp.asarray(x), jnp.asarray(y), white_psd(n, sigma), marginal=False)
-    b = log_likelihood_white(jnp.asarray(x), jnp.asarray(y), sigma)
+    b = WhiteGaussianNoise(sigma).log_likelihood(jnp.asarray(y), jnp.asarray(x))
     np.testing.assert_allclose(float(a) - n * n * np.log(sigma), float(b), rtol=1e-5)
 
 

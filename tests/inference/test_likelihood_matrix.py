@@ -14,21 +14,20 @@ import numpy as np
 import pytest
 
 from cryoensemble.errors import InputError
-from cryoensemble.imaging._pipeline import ImagingConfig, simulate_images_jit
+from cryoensemble.imaging import ImagingConfig, simulate_images_jit
 from cryoensemble.inference import (
-    LikelihoodOptions,
-    circular_mask_px,
+    LikelihoodConfig,
     likelihood_matrix_arrays,
-    load_likelihood_matrix,
     log_likelihood_colored,
     log_likelihood_marginal,
-    log_likelihood_white,
-    save_likelihood_matrix,
     stack_structures,
 )
+from cryoensemble.io import load_likelihood_matrix, save_likelihood_matrix
+from cryoensemble.ndimage import circular_mask
+from cryoensemble.noise import WhiteGaussianNoise
 from cryoensemble.optics import CTFParams
 from cryoensemble.pose import random_rotations
-from cryoensemble.scattering._potential import gaussian_atoms
+from cryoensemble.scattering import gaussian_atoms
 from cryoensemble.structure import read_structure
 
 N, PX, B = 32, 3.0, 11
@@ -67,13 +66,13 @@ def _psd():
 )
 def test_entries_equal_single_image_likelihoods(data_dir, kind, masked):
     atoms, config, images, rot, shifts, ctf, sigma = _setup(data_dir)
-    mask = circular_mask_px(N, 10.0) if masked else None
+    mask = circular_mask(N, 10.0).astype(jnp.float32) if masked else None
     psd = _psd()
-    opts = LikelihoodOptions(kind=kind, sigma=sigma, psd=psd, mask=mask)
+    opts = LikelihoodConfig(kind=kind, sigma=sigma, psd=psd, mask=mask)
     L = likelihood_matrix_arrays(images, rot, shifts, ctf, atoms, config, opts, batch_size=4)
     assert L.shape == (B, 2) and L.dtype == np.float32
     if kind == "white":
-        one = lambda x, y: log_likelihood_white(x, y, sigma, mask)
+        one = lambda x, y: WhiteGaussianNoise(sigma).log_likelihood(y, x, mask)
     elif kind == "marginal":
         one = lambda x, y: log_likelihood_marginal(x, y, mask)
     else:
@@ -86,7 +85,7 @@ def test_entries_equal_single_image_likelihoods(data_dir, kind, masked):
 
 def test_batch_size_and_padding_do_not_matter(data_dir):
     atoms, config, images, rot, shifts, ctf, _ = _setup(data_dir)
-    opts = LikelihoodOptions(kind="marginal", exact=False)
+    opts = LikelihoodConfig(kind="marginal", exact=False)
     a = likelihood_matrix_arrays(images, rot, shifts, ctf, atoms, config, opts, batch_size=3)
     b = likelihood_matrix_arrays(images, rot, shifts, ctf, atoms, config, opts, batch_size=64)
     np.testing.assert_allclose(a, b, rtol=1e-6)
@@ -99,7 +98,7 @@ def test_structures_with_different_atom_counts_are_padded_exactly(data_dir):
     )
     stacked = stack_structures([atoms[0], small])
     assert stacked.positions.shape == (2, atoms[0].n_atoms, 3)
-    opts = LikelihoodOptions(kind="marginal")
+    opts = LikelihoodConfig(kind="marginal")
     both = likelihood_matrix_arrays(images, rot, shifts, ctf, [atoms[0], small], config, opts)
     alone = likelihood_matrix_arrays(images, rot, shifts, ctf, [small], config, opts)
     np.testing.assert_allclose(both[:, 1], alone[:, 0], rtol=1e-6)
@@ -107,11 +106,11 @@ def test_structures_with_different_atom_counts_are_padded_exactly(data_dir):
 
 def test_option_errors():
     with pytest.raises(InputError, match="noise sigma"):
-        LikelihoodOptions(kind="white")
+        LikelihoodConfig(kind="white")
     with pytest.raises(InputError, match="power spectrum"):
-        LikelihoodOptions(kind="colored")
+        LikelihoodConfig(kind="colored")
     with pytest.raises(InputError, match="kind"):
-        LikelihoodOptions(kind="poisson")
+        LikelihoodConfig(kind="poisson")
 
 
 def test_save_and_load(tmp_path):
@@ -132,11 +131,12 @@ _SHARDED = textwrap.dedent(
     assert len(jax.devices()) == 2, jax.devices()
     sys.path.insert(0, sys.argv[1])
     import test_likelihood_matrix as t
-    from cryoensemble.inference import LikelihoodOptions, likelihood_matrix_arrays, particle_mesh
+    from cryoensemble.inference import LikelihoodConfig, likelihood_matrix_arrays
+    from cryoensemble.parallel import particle_mesh
     atoms, config, images, rot, shifts, ctf, sigma = t._setup(Path(sys.argv[2]), n=13)
     out = {}
     for kind in ["colored"]:
-        opts = LikelihoodOptions(kind=kind, sigma=sigma, psd=t._psd(), mask=None)
+        opts = LikelihoodConfig(kind=kind, sigma=sigma, psd=t._psd(), mask=None)
         one = likelihood_matrix_arrays(images, rot, shifts, ctf, atoms, config, opts,
                                        batch_size=6, mesh=particle_mesh(jax.devices()[:1]))
         two = likelihood_matrix_arrays(images, rot, shifts, ctf, atoms, config, opts,

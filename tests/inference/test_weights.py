@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from cryoensemble.errors import InputError
 from cryoensemble.inference import (
     effective_sample_size,
+    em_weights,
     fit_weights_em,
     held_out_check,
     sample_posterior_gibbs,
@@ -98,3 +100,14 @@ def test_bad_inputs():
         sample_posterior_gibbs(jax.random.key(0), np.zeros((3, 2)), alpha=0.0)
     with pytest.raises(InputError, match="credible level"):
         summarize_samples(np.ones((3, 2)) / 2, level=1.5)
+
+
+def test_em_weights_match_fit_weights_em():
+    rng = np.random.default_rng(0)
+    L = rng.normal(0, 3, size=(200, 3)) + np.log([0.6, 0.3, 0.1])
+    valid = np.ones(200, np.float32)
+    valid[-20:] = 0.0  # padding rows are ignored
+    res = em_weights(jnp.asarray(L, jnp.float32), jnp.asarray(valid), 500)
+    w = np.exp(np.asarray(res.log_weights))
+    ref, _, _ = fit_weights_em(L[:-20], tol=1e-10)
+    np.testing.assert_allclose(w, ref, atol=2e-4)

@@ -501,3 +501,83 @@ def test_particle_arrays(tmp_path):
     assert particle_arrays(t)["shifts"].shape == (5, 2)
     with pytest.raises(InputError, match="p.star.*out of range"):
         particle_arrays(t, [5])
+
+
+RELION5_STAR = """
+# version 50001
+
+data_optics
+
+loop_
+_rlnOpticsGroupName #1
+_rlnOpticsGroup #2
+_rlnMicrographOriginalPixelSize #3
+_rlnVoltage #4
+_rlnSphericalAberration #5
+_rlnAmplitudeContrast #6
+_rlnImagePixelSize #7
+_rlnImageSize #8
+_rlnImageDimensionality #9
+_rlnCtfDataAreCtfPremultiplied #10
+opticsGroup1            1     0.830000   300.000000     2.700000     0.100000     1.660000     8     2     0
+opticsGroup2            2     0.830000   200.000000     1.400000     0.070000     1.660000     8     2     0
+
+# version 50001
+
+data_particles
+
+loop_
+_rlnCoordinateX #1
+_rlnCoordinateY #2
+_rlnAngleRot #3
+_rlnAngleTilt #4
+_rlnAnglePsi #5
+_rlnImageName #6
+_rlnMicrographName #7
+_rlnOpticsGroup #8
+_rlnCtfMaxResolution #9
+_rlnCtfFigureOfMerit #10
+_rlnDefocusU #11
+_rlnDefocusV #12
+_rlnDefocusAngle #13
+_rlnCtfBfactor #14
+_rlnCtfScalefactor #15
+_rlnPhaseShift #16
+_rlnGroupNumber #17
+_rlnClassNumber #18
+_rlnOriginXAngst #19
+_rlnOriginYAngst #20
+_rlnNormCorrection #21
+_rlnLogLikeliContribution #22
+_rlnMaxValueProbDistribution #23
+_rlnNrOfSignificantSamples #24
+_rlnRandomSubset #25
+ 1318.000000  2016.000000   -61.305434   116.227310   -45.437190 000001@Extract/job012/Movies/mic_001.mrcs MotionCorr/job002/Movies/mic_001.mrc            1     3.650000     0.138890 12046.730469 11741.660156    15.200000     0.000000     1.000000     0.000000            1            1    -1.316250     2.983750     0.854910 8.637420e+05     0.325330            4            1
+  994.000000  1532.000000   147.886742    62.104561   112.004700 000002@Extract/job012/Movies/mic_001.mrcs MotionCorr/job002/Movies/mic_001.mrc            2     3.650000     0.138890 12046.730469 11741.660156    15.200000    25.000000     0.800000    10.000000            1            1     0.343750    -0.996250     0.861172 8.636150e+05     0.144540           10            2
+"""
+
+
+def test_relion5_particle_star(tmp_path):
+    """A RELION 5 Refine3D particle file (2-D data, no rlnTomo* columns) reads like 3.1."""
+    star = _write(tmp_path / "run_data.star", RELION5_STAR)
+    t = read_particles(star, require_poses=True)
+    assert len(t) == 2 and list(t.optics.columns[: len(OPTICS_COLUMNS)]) == OPTICS_COLUMNS
+    assert t.optics["rlnImagePixelSize"].tolist() == [1.66, 1.66]
+    assert t.optics["rlnImageSize"].tolist() == [8, 8]
+    assert t.optics["rlnVoltage"].tolist() == [300.0, 200.0]
+    assert t.optics["rlnCtfDataAreCtfPremultiplied"].tolist() == [0, 0]  # kept as extra
+    p = t.particles
+    assert list(p.columns[: len(PARTICLE_COLUMNS)]) == PARTICLE_COLUMNS
+    assert p["rlnOriginXAngst"].tolist() == [-1.31625, 0.34375]
+    assert p["rlnAnglePsi"].tolist() == [-45.43719, 112.0047]
+    assert p["rlnCtfBfactor"].tolist() == [0.0, 25.0] and p["rlnPhaseShift"].tolist() == [0, 10]
+    assert "rlnMicrographName" in t.extra_columns() and "rlnRandomSubset" in t.extra_columns()
+    assert t.pixel_sizes().tolist() == [1.66, 1.66]
+    assert t.image_locations()[0].tolist() == [1, 2]
+    arrays = particle_arrays(t)
+    np.testing.assert_allclose(arrays["ctf"].voltage, [300.0, 200.0])
+    np.testing.assert_allclose(arrays["shifts"][1], [0.34375, -0.99625], rtol=1e-6)
+    # written back as 3.1 and read again: the same table, extra columns included
+    back = read_particles(write_particles(tmp_path / "back.star", t))
+    pd.testing.assert_frame_equal(back.particles, t.particles)
+    pd.testing.assert_frame_equal(back.optics, t.optics)

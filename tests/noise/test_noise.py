@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 
 from cryoensemble.errors import InputError
+from cryoensemble.ndimage import circular_mask
 from cryoensemble.noise import (
     add_gaussian_noise,
-    circular_mask,
-    contrast_from_potential,
     expected_counts,
     poisson_images,
     signal_variance,
     snr_noise_sigma,
 )
-from cryoensemble.scattering._constants import interaction_constant
 
 
 def blobs(b=6, n=48, seed=0):
@@ -119,11 +117,3 @@ def test_poisson_is_deterministic_clipped_and_batched():
     assert float(a[0, 0, 0]) == pytest.approx(0.5)
     with pytest.raises(InputError):
         poisson_images(key, c, 0.0, 1.0)
-
-
-def test_contrast_from_potential_uses_the_interaction_constant():
-    image = jnp.ones((4, 4), jnp.float32) * 100.0  # V A
-    c = contrast_from_potential(image, 300.0)
-    assert c.dtype == jnp.float32
-    np.testing.assert_allclose(c, 100.0 * float(interaction_constant(300.0)), rtol=1e-6)
-    assert 0.06 < float(c[0, 0]) < 0.07  # sigma_e ~ 6.5e-4 rad / (V A) at 300 kV

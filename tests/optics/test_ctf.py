@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cryoensemble.optics import CTFParams, apply_ctf, ctf, frequency_grid, padded_size
+from cryoensemble.ndimage import frequency_grid
+from cryoensemble.optics import CTFParams, apply_ctf, ctf, padded_size
 
 
 def _relion_ctf(k, phi, u, v, angle, kv, cs_mm, q0, phase=0.0, bfac=0.0, scale=1.0):

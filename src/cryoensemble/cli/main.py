@@ -6,6 +6,12 @@ import importlib
 
 import typer
 
+from cryoensemble.parallel import configure_host_devices
+
+# Every CPU core becomes a JAX device (particles are split over them); this must happen before
+# JAX starts, and no command module imports JAX at import time.
+configure_host_devices()
+
 app = typer.Typer(
     name="cryoensemble",
     help="Cryo-EM image simulation and ensemble inference from particle images (JAX).",

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-# Expose every CPU core as a JAX device before JAX starts (the batch is split over them).
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cryoensemble.cli.common import user_errors
+from cryoensemble.errors import InputError
 from cryoensemble.parallel import configure_host_devices
-
-configure_host_devices()
-
-from pathlib import Path  # noqa: E402
-from typing import Annotated  # noqa: E402
-
-import typer  # noqa: E402
-
-from cryoensemble.cli.common import user_errors  # noqa: E402
 
 
 @user_errors
@@ -45,26 +42,16 @@ def optimize(
     history.csv, loss.png, weights.png, rmsd.png (with ground_truth), optimize.log,
     config.yaml, provenance.json and checkpoint.npz (resume with --resume).
     """
-    from cryoensemble.errors import InputError
-    from cryoensemble.workflows.optimize._config import load_optimize_config
-    from cryoensemble.workflows.optimize._optimizer import run_optimize
-
     if resume and overwrite:
         raise InputError("--resume and --overwrite exclude each other")
-    if out.exists() and not (resume or overwrite):
-        raise InputError(f"output {out} already exists; pass --resume to continue or --overwrite")
-    cfg = load_optimize_config(config, iterations=iterations)
-    _, result = run_optimize(
-        cfg, out, resume=resume, overwrite=overwrite, progress=False if quiet else None
-    )
-    if result.reweight is not None:
-        s = result.reweight.summary
-        for m, name in enumerate(result.names):
-            typer.echo(
-                f"{name}: weight {s['mean'][m]:.4f} [{s['lower'][m]:.4f}, {s['upper'][m]:.4f}]"
-            )
-    last = result.history[-1]
-    if "rmsd" in last:
-        for m, row in enumerate(last["rmsd"]):
-            typer.echo(f"walker_{m}: RMSD (A) " + " ".join(f"{v:.2f}" for v in row))
+    configure_host_devices()  # every CPU core a JAX device (before JAX starts): batch split
+    # imported here: JAX starts with the workflow, and `--help` stays fast
+    from cryoensemble.workflows import optimize as workflow
+    from cryoensemble.workflows._progress import progress_meter
+
+    cfg = workflow.load_optimize_config(config, iterations=iterations)
+    meter = progress_meter(cfg.progress and not quiet)
+    result = workflow.run(cfg, out, resume=resume, overwrite=overwrite, progress=meter)
+    for line in workflow.summary_lines(result):
+        typer.echo(line)
     typer.echo(f"wrote {out}")

@@ -10,7 +10,7 @@ one jit-compiled ``lax.fori_loop``; the random stream is a JAX key kept in the w
 projection is a deterministic function of the state (checkpoints resume exactly).
 
 The built-in energy (:func:`build_elastic_network`, :func:`elastic_energy`) is documented in
-:class:`~cryoensemble.workflows.optimize._config.ElasticNetworkConfig`. Unselected atoms follow the
+:class:`~cryoensemble.ensemble.ElasticNetworkConfig`. Unselected atoms follow the
 selected atoms of their residue rigidly (least-squares superposition of the residue's selected
 atoms before and after; a translation when it has fewer than 3; the nearest selected atom when it
 has none): :class:`RigidCarry`.
@@ -22,19 +22,22 @@ import dataclasses
 import functools
 import importlib
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+from scipy.spatial import cKDTree
 
+from cryoensemble.ensemble._config import ElasticNetworkConfig, LangevinConfig
 from cryoensemble.ensemble._projector import PriorProjector
 from cryoensemble.errors import ConfigError, InputError
-from cryoensemble.workflows.optimize._config import ElasticNetworkConfig, LangevinConfig
+from cryoensemble.pose import kabsch_batched
 
 __all__ = [
     "ElasticNetwork",
     "LangevinProjector",
+    "LangevinState",
     "NoProjector",
     "RigidCarry",
     "build_elastic_network",
@@ -65,14 +68,19 @@ class ElasticNetwork:
 
 
 def build_elastic_network(
-    positions: np.ndarray,
-    residue_ids: np.ndarray,
-    chain_ids: np.ndarray,
+    positions: Float[ArrayLike, "n 3"],
+    residue_ids: ArrayLike,
+    chain_ids: ArrayLike,
     params: ElasticNetworkConfig | None = None,
 ) -> ElasticNetwork:
-    """The elastic network of atoms at reference ``positions`` (n, 3) A (see the module doc)."""
-    from scipy.spatial import cKDTree
+    """The elastic network of atoms at reference ``positions`` (see the module doc).
 
+    Arguments:
+        positions: (n, 3) reference positions, A.
+        residue_ids: (n,) residue numbers (local springs join residues close in sequence).
+        chain_ids: (n,) chain identifiers.
+        params: the network's parameters (default :class:`ElasticNetworkConfig`).
+    """
     params = params or ElasticNetworkConfig()
     x = np.asarray(positions, np.float64)
     n = len(x)
@@ -112,12 +120,17 @@ def _param_values(params) -> dict:
     return {k: jnp.float32(getattr(params, k)) for k in _PARAM_NAMES}
 
 
-def elastic_energy(x, net_arrays: dict, rep_pairs, rep_mask, params):
-    """The elastic-network energy (kJ/mol) of positions ``x`` (n, 3) A (JAX, differentiable).
+def elastic_energy(
+    x: Float[Array, "n 3"], net_arrays: dict, rep_pairs, rep_mask, params
+) -> Float[Array, ""]:
+    """The elastic-network energy (kJ/mol) of positions ``x`` (JAX, differentiable).
 
-    ``net_arrays``: local_pairs, local_d0, contact_pairs, contact_d0 (device arrays);
-    ``rep_pairs`` (R, 2) with ``rep_mask`` (R,) 0/1 (padding) from :func:`repulsion_pairs`;
-    ``params``: an :class:`ElasticNetworkConfig` (or a dict of its spring constants and lengths).
+    Arguments:
+        x: (n, 3) positions, A.
+        net_arrays: local_pairs, local_d0, contact_pairs, contact_d0 (device arrays).
+        rep_pairs: (R, 2) repulsion pairs from :func:`repulsion_pairs` (or None).
+        rep_mask: (R,) 1 for real pairs, 0 for padding.
+        params: an :class:`ElasticNetworkConfig` (or a dict of its spring constants and lengths).
     """
     params = _param_values(params)
     e = jnp.zeros((), x.dtype)
@@ -136,13 +149,18 @@ def elastic_energy(x, net_arrays: dict, rep_pairs, rep_mask, params):
 
 
 def repulsion_pairs(
-    x: np.ndarray, network: ElasticNetwork, skin: float = 4.0, capacity: int = 0
+    x: Float[ArrayLike, "n 3"], network: ElasticNetwork, skin: float = 4.0, capacity: int = 0
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Neighbour list for the repulsion: pairs closer than ``repulsion_distance + skin`` at ``x``
     that are not in the network, padded to a power-of-two capacity (>= ``capacity``) so that the
-    compiled dynamics is reused. Returns (pairs (R, 2) int32, mask (R,) float32, R)."""
-    from scipy.spatial import cKDTree
+    compiled dynamics is reused. Returns (pairs (R, 2) int32, mask (R,) float32, R).
 
+    Arguments:
+        x: (n, 3) current positions, A.
+        network: the elastic network (its pairs are excluded; its parameters give the distance).
+        skin: extra distance, A, so that the list stays valid while atoms move.
+        capacity: smallest padded size.
+    """
     p = network.params
     if p.repulsion_distance <= 0 or p.k_repulsion <= 0 or len(x) < 2:
         return np.zeros((0, 2), np.int32), np.zeros(0, np.float32), 0
@@ -163,9 +181,13 @@ def repulsion_pairs(
 
 
 def load_user_energy(spec: str) -> Callable:
-    """Import ``package.module:function`` (a JAX function U(positions (n, 3)) -> scalar)."""
+    """Import ``package.module:function`` (a JAX function U(positions (n, 3) A) -> kJ/mol).
+
+    Arguments:
+        spec: ``"package.module:function"`` (the function may be a dotted attribute path).
+    """
     mod_name, _, fn_name = spec.partition(":")
-    try:
+    try:  # importing the user's module by name is this function's job
         mod = importlib.import_module(mod_name.strip())
     except Exception as err:
         raise ConfigError(
@@ -184,19 +206,18 @@ def load_user_energy(spec: str) -> Callable:
 # ------------------------------------------------------------------------------------------------
 # rigid carrying of the unselected atoms
 # ------------------------------------------------------------------------------------------------
-def _batched_kabsch(a: np.ndarray, b: np.ndarray, w: np.ndarray):
-    """Rotations R (g, 3, 3) and centroids minimising sum w |R (a - ca) - (b - cb)|^2 per group."""
+def _group_fit(a: np.ndarray, b: np.ndarray, w: np.ndarray):
+    """Rotations R (g, 3, 3) and centroids ca, cb (g, 3) with b ~ R (a - ca) + cb per group
+    (weighted least squares, :func:`cryoensemble.pose.kabsch_batched`)."""
     ws = np.maximum(w.sum(1, keepdims=True), 1e-12)
     ca = (w[..., None] * a).sum(1) / ws
     cb = (w[..., None] * b).sum(1) / ws
-    h = np.einsum("gn,gni,gnj->gij", w, a - ca[:, None], b - cb[:, None])
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(np.einsum("gji,gkj->gik", vt, u)))
-    d = np.where(d == 0, 1.0, d)
-    diag = np.ones((len(a), 3))
-    diag[:, 2] = d
-    r = np.einsum("gji,gj,gkj->gik", vt, diag, u)
-    return r, ca, cb
+    r = kabsch_batched(
+        jnp.asarray(a - ca[:, None], jnp.float32),
+        jnp.asarray(b - cb[:, None], jnp.float32),
+        jnp.asarray(w, jnp.float32),
+    )
+    return np.asarray(r, np.float64), ca, cb
 
 
 class RigidCarry:
@@ -242,8 +263,6 @@ class RigidCarry:
             lst = anchors(key)
             if not lst:  # a residue without selected atoms: follow the nearest selected atom
                 if tree is None:
-                    from scipy.spatial import cKDTree
-
                     tree = cKDTree(pos[sel])
                 _, j = tree.query(pos[i])
                 key, lst = ("nearest", int(j)), [int(j)]
@@ -269,7 +288,7 @@ class RigidCarry:
             return out
         a = old_sel[self.index]
         b = new_selected[self.index]
-        r, ca, cb = _batched_kabsch(a, b, self.weight)
+        r, ca, cb = _group_fit(a, b, self.weight)
         r = np.where(self.rigid[:, None, None], r, np.eye(3)[None])
         g = self.atom_group
         rel = out[self.unselected] - ca[g]
@@ -447,12 +466,3 @@ class LangevinProjector(NoProjector):
         else:
             new = self.carry(state.positions, x)
         return LangevinState(new, np.asarray(key, np.uint32), state.walker, cap), new
-
-
-def describe_network(net: ElasticNetwork) -> dict[str, Any]:
-    """Counts of the network's pairs (for logs)."""
-    return {
-        "n_atoms": int(net.n_atoms),
-        "local_springs": int(len(net.local_pairs)),
-        "contacts": int(len(net.contact_pairs)),
-    }

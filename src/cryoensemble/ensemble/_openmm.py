@@ -26,19 +26,18 @@ the same trajectory (on the same platform and thread count).
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from cryoensemble.ensemble._projector import PriorProjector
 from cryoensemble.errors import InputError, check_positive
 from cryoensemble.pose import rigid_transform
-
-if TYPE_CHECKING:
-    from cryoensemble.structure import AtomicModel
+from cryoensemble.structure import AtomicModel, read_structure, selection_indices
 
 __all__ = [
     "OpenMMProjector",
@@ -81,15 +80,17 @@ _RESIDUE_ATOMS: dict[str, dict[str, str]] = {
 def require_openmm():
     """Import and return the ``openmm`` module, or raise :class:`InputError` naming the extra."""
     try:
-        import openmm
-        import openmm.app  # noqa: F401
+        import openmm  # optional dependency (extra md)
+        import openmm.app  # noqa: F401  (optional dependency, extra md)
     except ImportError:
         raise InputError(_INSTALL_HINT) from None
     return openmm
 
 
 def amber_names(
-    residue_names: Sequence[str], atom_names: Sequence[str], residue_index: Sequence[int]
+    residue_names: Sequence[str] | np.ndarray,
+    atom_names: Sequence[str] | np.ndarray,
+    residue_index: Sequence[int] | np.ndarray,
 ) -> tuple[list[str], list[str], list[str | None]]:
     """Map CHARMM (and other) residue and atom names to the PDB names OpenMM's amber14 expects.
 
@@ -101,7 +102,7 @@ def amber_names(
     by the CHARMM name (HSD -> HID, ...) or None. Needs OpenMM.
     """
     require_openmm()
-    from openmm.app import PDBFile
+    from openmm.app import PDBFile  # optional dependency (extra md)
 
     PDBFile._loadNameReplacementTables()
     res_table = PDBFile._residueNameReplacements
@@ -198,10 +199,8 @@ class OpenMMProjector(PriorProjector):
         minimize_iterations: int = 200,
         align_to_target: bool = True,
     ) -> None:
-        from cryoensemble.structure import AtomicModel, read_structure, selection_indices
-
         openmm = require_openmm()
-        from openmm import app, unit
+        from openmm import app, unit  # optional dependency (extra md)
 
         if int(n_steps) < 0:
             raise InputError(f"n_steps must be >= 0, got {n_steps!r}")
@@ -385,12 +384,10 @@ class OpenMMProjector(PriorProjector):
     def _add_missing_atoms(self, app, top, positions):
         """Add missing heavy atoms with pdbfixer when it is installed (residues are kept)."""
         try:
-            import pdbfixer
+            import pdbfixer  # optional dependency (extra md): imported only when used
         except ImportError:
             return top, positions
-        import io
-
-        from openmm import unit
+        from openmm import unit  # optional dependency (extra md)
 
         buf = io.StringIO()
         app.PDBFile.writeFile(top, [_vec(p) for p in positions] * unit.nanometer, buf, True)
@@ -411,7 +408,7 @@ class OpenMMProjector(PriorProjector):
         OpenMM reads the integrator's seed, and the RMSD reference of a collective variable, when
         the context is (re)initialised; ``reinitialize`` costs little next to the MD steps.
         """
-        from openmm import Vec3
+        from openmm import Vec3  # optional dependency (extra md)
 
         sel = np.sort(np.asarray(selection, dtype=np.int64).reshape(-1))
         if not np.array_equal(sel, self._current_selection):
@@ -424,7 +421,7 @@ class OpenMMProjector(PriorProjector):
 
     def init_state(self, positions: np.ndarray, walker: int, seed: int) -> OpenMMWalkerState:
         """Walker ``walker`` at ``positions`` (n_atoms, 3) A: minimised, velocities drawn at T."""
-        from openmm import LocalEnergyMinimizer, unit
+        from openmm import LocalEnergyMinimizer, unit  # optional dependency (extra md)
 
         pos = self._check_positions(positions)
         md = self._template_positions.copy()
@@ -469,8 +466,8 @@ class OpenMMProjector(PriorProjector):
         self, state: OpenMMWalkerState, target: np.ndarray, selection: np.ndarray
     ) -> tuple[OpenMMWalkerState, np.ndarray]:
         """Run ``n_steps`` of biased MD from ``state`` towards ``target`` (len(selection), 3) A."""
-        import openmm
-        from openmm import unit
+        import openmm  # optional dependency (extra md)
+        from openmm import unit  # optional dependency (extra md)
 
         sel = np.asarray(selection, dtype=np.int64).reshape(-1)
         tgt = np.asarray(target, dtype=np.float64)
@@ -568,7 +565,7 @@ class OpenMMProjector(PriorProjector):
 
     def potential_energy(self, state: OpenMMWalkerState, with_bias: bool = False) -> float:
         """Potential energy (kJ/mol) of the walker, without the RMSD bias unless asked."""
-        from openmm import unit
+        from openmm import unit  # optional dependency (extra md)
 
         self.context.setPositions(state.md_positions * unit.nanometer)
         self.context.setParameter("k_rmsd", self.k if with_bias else 0.0)
@@ -578,6 +575,6 @@ class OpenMMProjector(PriorProjector):
 
 
 def _vec(p):
-    from openmm import Vec3
+    from openmm import Vec3  # optional dependency (extra md)
 
     return Vec3(float(p[0]), float(p[1]), float(p[2]))

@@ -1,6 +1,7 @@
 """The image model: atoms or maps -> projection -> CTF, composed, jit-compiled, chunked and
 sharded over devices; and the particle batches every consumer reads."""
 
+from cryoensemble.imaging._contrast import phase_contrast as phase_contrast
 from cryoensemble.imaging._particles import (
     AbstractParticles as AbstractParticles,
 )

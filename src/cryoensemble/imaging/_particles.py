@@ -8,16 +8,16 @@ held in memory) implement it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from cryoensemble.errors import InputError, check_positive
-from cryoensemble.optics._ctf import CTFParams
+from cryoensemble.optics import CTFParams
 
 __all__ = ["AbstractParticles", "ArrayParticles", "ParticleBatch"]
 
@@ -25,10 +25,13 @@ __all__ = ["AbstractParticles", "ArrayParticles", "ParticleBatch"]
 class ParticleBatch(eqx.Module):
     """A batch of particles, ready for jitted code (a pytree of float32/int32 arrays).
 
-    ``images`` (b, N, N); ``rotations`` (b, 3, 3) RELION matrices; ``shifts`` (b, 2)
-    [originX, originY] in Angstrom; ``ctf`` a :class:`CTFParams` with (b,) fields; ``indices``
-    (b,) 0-based particle indices in the STAR file; ``valid`` (b,) 1.0 for real particles and 0.0
-    for padding (see ``pad_to``).
+    Arguments:
+        images: (b, N, N) particle images.
+        rotations: (b, 3, 3) RELION rotation matrices.
+        shifts: (b, 2) [rlnOriginXAngst, rlnOriginYAngst] in Angstrom.
+        ctf: a :class:`~cryoensemble.optics.CTFParams` with (b,) fields.
+        indices: (b,) 0-based particle indices in the STAR file.
+        valid: (b,) 1.0 for real particles and 0.0 for padding (see ``pad_to``).
     """
 
     images: Float[Array, "b n n"]
@@ -58,18 +61,30 @@ class AbstractParticles(abc.ABC):
     def __len__(self) -> int: ...
 
     @abc.abstractmethod
-    def batch(self, indices, pad_to: int | None = None) -> ParticleBatch:
-        """The particles ``indices`` (0-based) as a :class:`ParticleBatch`, padded to ``pad_to``
-        with copies of the last particle marked ``valid = 0``."""
+    def batch(self, indices: ArrayLike | Sequence[int], pad_to: int | None = None) -> ParticleBatch:
+        """The particles ``indices`` as a :class:`ParticleBatch`.
+
+        Arguments:
+            indices: 0-based particle indices.
+            pad_to: pad the batch to this size with copies of the last particle marked
+                ``valid = 0`` (None: no padding).
+        """
 
     def iter_batches(
-        self, batch_size: int, indices=None, pad_to: int | None = None
+        self,
+        batch_size: int,
+        indices: ArrayLike | Sequence[int] | None = None,
+        pad_to: int | None = None,
     ) -> Iterator[ParticleBatch]:
         """Yield :class:`ParticleBatch` objects of at most ``batch_size`` particles, in order.
 
-        ``indices`` (0-based) restricts and orders the particles (default: all). The last batch
-        may be smaller unless ``pad_to`` is given (usually ``pad_to=batch_size``). Only one
-        batch is read at a time.
+        Only one batch is read at a time.
+
+        Arguments:
+            batch_size: particles per batch (>= 1).
+            indices: 0-based particles to read, in that order (default: all).
+            pad_to: pad every batch to this size (usually ``batch_size``); without it the last
+                batch may be smaller.
         """
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -82,14 +97,25 @@ class AbstractParticles(abc.ABC):
 
 
 class ArrayParticles(AbstractParticles):
-    """Particles held in memory, with the ``batch`` interface of :class:`ParticleDataset`.
+    """Particles held in memory, with the ``batch`` interface of
+    :class:`~cryoensemble.io.ParticleDataset`.
 
-    images (n, N, N); rotations (n, 3, 3) RELION matrices and shifts (n, 2) Angstrom (None when the
-    poses are unknown: identity and zero); ``ctf`` a :class:`CTFParams` with (n,) or scalar fields;
-    pixel size in Angstrom.
+    Arguments:
+        images: (n, N, N) particle images.
+        ctf: a :class:`~cryoensemble.optics.CTFParams` with (n,) or scalar fields.
+        pixel_size: Angstrom.
+        rotations: (n, 3, 3) RELION matrices; None when the poses are unknown (identity).
+        shifts: (n, 2) RELION origins in Angstrom; None when unknown (zero).
     """
 
-    def __init__(self, images, ctf: CTFParams, pixel_size: float, rotations=None, shifts=None):
+    def __init__(
+        self,
+        images: ArrayLike,
+        ctf: CTFParams,
+        pixel_size: float,
+        rotations: ArrayLike | None = None,
+        shifts: ArrayLike | None = None,
+    ):
         self.images = np.asarray(images, np.float32)
         if self.images.ndim != 3 or self.images.shape[1] != self.images.shape[2]:
             raise InputError(f"images must be (n, N, N), got shape {self.images.shape}")
@@ -105,7 +131,7 @@ class ArrayParticles(AbstractParticles):
     def __len__(self) -> int:
         return len(self.images)
 
-    def batch(self, indices, pad_to: int | None = None) -> ParticleBatch:
+    def batch(self, indices: ArrayLike | Sequence[int], pad_to: int | None = None) -> ParticleBatch:
         idx = np.asarray(indices, np.int64).reshape(-1)
         valid = np.ones(len(idx), np.float32)
         if pad_to is not None and pad_to > len(idx):

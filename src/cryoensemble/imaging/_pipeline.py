@@ -1,34 +1,42 @@
-"""The image-formation pipeline: Gaussian atoms -> projection at a pose -> CTF.
+"""The image-formation pipeline: potential -> projection at a pose -> CTF.
 
 One jit-compiled function serves simulation and inference. It is vectorised over particles (each
-particle has its own rotation, origin and CTF) and chunked with ``lax.map`` so that memory is bounded
-by ``chunk_size`` images whatever the batch size, and differentiable end to end.
+particle has its own rotation, shift and CTF) and chunked with ``lax.map`` so that memory is
+bounded by ``chunk_size`` images whatever the batch size, and differentiable end to end. The
+projection dispatches on the type of the potential (:class:`~cryoensemble.scattering.GaussianAtoms`:
+pixel-integrated atoms then the CTF in real space; :class:`~cryoensemble.projection.MapProjector`:
+a Fourier slice with the CTF applied on it).
 """
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jax.sharding import Mesh
+from jaxtyping import Array, ArrayLike, Float
 
 from cryoensemble.errors import InputError, check_positive
-from cryoensemble.optics._apply import apply_ctf, padded_size
-from cryoensemble.optics._ctf import CTFParams
+from cryoensemble.optics import CTFParams, apply_ctf, padded_size
 from cryoensemble.parallel import shard_over_particles
-from cryoensemble.projection._atoms import default_half_width, project_atoms
-from cryoensemble.projection._maps import MapProjector, project_map
-from cryoensemble.scattering._potential import GaussianAtoms
+from cryoensemble.projection import MapProjector, default_half_width, project_atoms, project_map
+from cryoensemble.scattering import AbstractPotential, GaussianAtoms
 
 
 class ImagingConfig(eqx.Module):
     """Static settings of the image formation (hashable; changing them recompiles).
 
-    box_size: image side n (pixels). pixel_size: Angstrom. pad_factor: zero-padding before the CTF.
-    apply_ctf: if False images are the pixel-averaged projected potential (V A).
-    half_width: atom window half-width in pixels (see ``default_half_width``).
-    chunk_size: images computed at once inside ``lax.map`` (bounds memory). On CPUs one image at a
-    time is fastest (cache-resident); on GPUs larger chunks fill the device.
+    Arguments:
+        box_size: image side n (pixels).
+        pixel_size: Angstrom.
+        pad_factor: zero-padding before the CTF.
+        apply_ctf: if False images are the pixel-averaged projected potential (V A).
+        half_width: atom window half-width in pixels (see
+            :func:`~cryoensemble.projection.default_half_width`).
+        chunk_size: images computed at once inside ``lax.map`` (bounds memory). On CPUs one
+            image at a time is fastest (cache-resident); on GPUs larger chunks fill the device.
     """
 
     box_size: int = eqx.field(static=True)
@@ -36,7 +44,7 @@ class ImagingConfig(eqx.Module):
     pad_factor: float = eqx.field(static=True, default=2.0)
     apply_ctf: bool = eqx.field(static=True, default=True)
     half_width: int = eqx.field(static=True, default=3)
-    chunk_size: int = eqx.field(static=True, default=None)
+    chunk_size: int | None = eqx.field(static=True, default=None)
 
     def __post_init__(self):
         if self.chunk_size is None:
@@ -55,36 +63,60 @@ class ImagingConfig(eqx.Module):
     def for_atoms(
         cls, atoms: GaussianAtoms, box_size: int, pixel_size: float, **kwargs
     ) -> ImagingConfig:
-        """A config whose truncation window suits ``atoms`` (see ``default_half_width``)."""
+        """A config whose truncation window suits ``atoms``.
+
+        Arguments:
+            atoms: the Gaussian atoms to be imaged.
+            box_size: image side in pixels.
+            pixel_size: Angstrom.
+            **kwargs: the other fields; ``half_width`` defaults to
+                :func:`~cryoensemble.projection.default_half_width` of ``atoms``.
+        """
         check_positive("pixel size (Angstrom)", pixel_size)
         kwargs.setdefault("half_width", default_half_width(atoms, pixel_size))
         return cls(box_size=int(box_size), pixel_size=float(pixel_size), **kwargs)
 
 
+@functools.singledispatch
+def _project(potential: AbstractPotential, rotation, shift, ctf, config) -> Array:
+    """The (CTF-filtered) projection of one particle; one implementation per potential type."""
+    raise TypeError(f"no projection for potentials of type {type(potential).__name__}")
+
+
+@_project.register(GaussianAtoms)
+def _(atoms: GaussianAtoms, rotation, shift, ctf, config) -> Array:
+    n, v = config.box_size, config.pixel_size
+    image = project_atoms(atoms, rotation, shift, n, v, config.half_width)
+    return apply_ctf(image, ctf, v, config.pad_factor) if config.apply_ctf else image
+
+
+@_project.register(MapProjector)
+def _(projector: MapProjector, rotation, shift, ctf, config) -> Array:
+    # The CTF goes straight onto the (finely sampled) central slice: one inverse FFT.
+    use_ctf = ctf if config.apply_ctf else None
+    grid = padded_size(config.box_size, config.pad_factor)
+    return project_map(projector, rotation, shift, config.box_size, use_ctf, grid)
+
+
 def image_one(
-    atoms: GaussianAtoms | MapProjector,
-    rotation: Float[Array, "3 3"],
-    origin: Float[Array, "2"],
+    potential: AbstractPotential,
+    rotation: Float[ArrayLike, "3 3"],
+    shift: Float[ArrayLike, "2"],
     ctf: CTFParams,
     config: ImagingConfig,
 ) -> Float[Array, "n n"]:
     """The noiseless image of one particle (projected potential in V A, CTF-filtered).
 
-    ``atoms`` are Gaussian atoms (pixel-integrated projection) or a prepared map
-    (Fourier-slice projection; its voxel size must equal ``config.pixel_size``).
+    Arguments:
+        potential: :class:`~cryoensemble.scattering.GaussianAtoms` (pixel-integrated
+            projection) or a :class:`~cryoensemble.projection.MapProjector` (Fourier-slice
+            projection; its voxel size must equal ``config.pixel_size``).
+        rotation: (3, 3) RELION's matrix A.
+        shift: (2,) RELION's (rlnOriginXAngst, rlnOriginYAngst) in Angstrom.
+        ctf: the CTF parameters of this particle (scalar fields).
+        config: the static imaging settings.
     """
-    if isinstance(atoms, MapProjector):
-        # The CTF goes straight onto the (finely sampled) central slice: one inverse FFT.
-        use_ctf = ctf if config.apply_ctf else None
-        grid = padded_size(config.box_size, config.pad_factor)
-        return project_map(atoms, rotation, origin, config.box_size, use_ctf, grid)
-    else:
-        image = project_atoms(
-            atoms, rotation, origin, config.box_size, config.pixel_size, config.half_width
-        )
-    if config.apply_ctf:
-        image = apply_ctf(image, ctf, config.pixel_size, config.pad_factor)
-    return image
+    return _project(potential, rotation, shift, ctf, config)
 
 
 def _chunked(fn, args, n_items: int, chunk_size: int):
@@ -103,20 +135,28 @@ def _chunked(fn, args, n_items: int, chunk_size: int):
 
 
 def simulate_images(
-    atoms: GaussianAtoms | MapProjector,
-    rotations: Float[Array, "b 3 3"],
-    origins: Float[Array, "b 2"],
+    potential: AbstractPotential,
+    rotations: Float[ArrayLike, "b 3 3"],
+    shifts: Float[ArrayLike, "b 2"],
     ctf: CTFParams,
     config: ImagingConfig,
-    mesh=None,
+    mesh: Mesh | None = None,
 ) -> Float[Array, "b n n"]:
-    """Noiseless images of a batch of particles, one pose and one CTF each.
+    """Noiseless images (V A) of a batch of particles, one pose and one CTF each.
 
-    ``ctf`` is a batched :class:`CTFParams` (every field of shape (b,) or scalar). Memory is bounded
-    by ``config.chunk_size`` images per device; with a ``mesh`` (see
-    :func:`cryoensemble.parallel.particle_mesh`) the particles are split over its devices.
-    Jit-compile the caller (or use :func:`simulate_images_jit`).
+    Memory is bounded by ``config.chunk_size`` images per device. Jit-compile the caller (or
+    use :func:`simulate_images_jit`).
+
+    Arguments:
+        potential: Gaussian atoms or a prepared map (see :func:`image_one`).
+        rotations: (b, 3, 3) RELION matrices.
+        shifts: (b, 2) RELION origins in Angstrom.
+        ctf: a batched :class:`~cryoensemble.optics.CTFParams` (every field (b,) or scalar).
+        config: the static imaging settings.
+        mesh: a device mesh (:func:`cryoensemble.parallel.particle_mesh`) to split the
+            particles over; None: the default device.
     """
+    rotations, shifts = jnp.asarray(rotations), jnp.asarray(shifts)
     b = rotations.shape[0]
     ctf = jax.tree.map(lambda x: jnp.broadcast_to(x, (b,)), ctf)
 
@@ -128,8 +168,8 @@ def simulate_images(
         return _chunked(batch, args, jax.tree.leaves(args)[0].shape[0], config.chunk_size)
 
     if mesh is None:
-        return local((rotations, origins, ctf), atoms)
-    return shard_over_particles(local, (rotations, origins, ctf), mesh, replicated=atoms)
+        return local((rotations, shifts, ctf), potential)
+    return shard_over_particles(local, (rotations, shifts, ctf), mesh, replicated=potential)
 
 
 simulate_images_jit = eqx.filter_jit(simulate_images)

@@ -1,12 +1,8 @@
-"""Log-likelihoods of one particle image given one model image (pure JAX, one image at a time).
+"""Log-likelihoods marginalised over a per-particle affine intensity (pure JAX).
 
 Notation: y the observed image, x the model image (the pipeline's noiseless image of a structure at
 the particle's pose and CTF), m a binary mask (all ones if none), N = sum(m) the number of pixels
-used, and sums run over the pixels inside the mask. Formulas (see ``docs/likelihood.md``):
-
-White Gaussian noise, known standard deviation sigma::
-
-    log p(y | x) = -sum m (y - x)^2 / (2 sigma^2) - (N / 2) log(2 pi sigma^2)
+used, and sums run over the pixels inside the mask. Formula (see ``docs/likelihood.md``):
 
 Marginal (scale s and offset b with flat priors, sigma with the Jeffreys prior 1/sigma)::
 
@@ -18,51 +14,49 @@ Marginal (scale s and offset b with flat priors, sigma with the Jeffreys prior 1
 -(N/2) log R = -N log ||r||, which drops the terms that depend on the model image through
 det(C^T C) and uses N in place of N - 2.
 
-Coloured noise: both images are whitened, y_w = F^-1[F(y) / sqrt(PSD)], and the white or marginal
-likelihood is applied to (x_w, y_w); see :mod:`cryoensemble.inference._noise_model`.
+The likelihoods with a known noise level are the noise models' own
+(:meth:`cryoensemble.noise.AbstractNoiseModel.log_likelihood`); coloured noise is handled by
+whitening both images with the noise model (:meth:`cryoensemble.noise.ColoredGaussianNoise.whiten`)
+before the marginal or the unit-variance white likelihood.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 from jax.scipy.special import gammaln
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Shaped
+
+from cryoensemble.noise import ColoredGaussianNoise
 
 __all__ = [
+    "centre_in_mask",
     "log_likelihood_colored",
     "log_likelihood_marginal",
-    "log_likelihood_white",
+    "marginal_from_centred",
     "marginal_from_residual",
-    "whiten",
 ]
 
 
-def _mask_like(image: Array, mask) -> Array:
-    if mask is None:
-        return jnp.ones_like(image)
-    return jnp.broadcast_to(jnp.asarray(mask, image.dtype), image.shape)
+def marginal_from_residual(
+    rss: Float[ArrayLike, "*b"],
+    n_pix: Float[ArrayLike, "*#b"],
+    det: Float[ArrayLike, "*#b"],
+    exact: bool = True,
+) -> Float[Array, "*b"]:
+    """The marginal log-likelihood from the least-squares fit's summary statistics.
 
-
-def log_likelihood_white(
-    model_image: Float[Array, "n n"],
-    image: Float[Array, "n n"],
-    sigma: float | Float[Array, ""],
-    mask=None,
-) -> Float[Array, ""]:
-    """log N(y | x, sigma^2 I) over the pixels inside ``mask`` (all pixels if None)."""
-    m = _mask_like(image, mask)
-    sigma = jnp.asarray(sigma, image.dtype)
-    n_pix = jnp.sum(m)
-    chi2 = jnp.sum(m * (image - model_image) ** 2)
-    return -0.5 * chi2 / sigma**2 - 0.5 * n_pix * jnp.log(2 * jnp.pi * sigma**2)
-
-
-def marginal_from_residual(rss: Array, n_pix: Array, det: Array, exact: bool = True) -> Array:
-    """The marginal log-likelihood from the residual sum of squares, N and det(C^T C)."""
+    Arguments:
+        rss: residual sum of squares R (image units squared).
+        n_pix: N, the number of pixels used.
+        det: det(C^T C) = N sum (x - xbar)^2.
+        exact: the full formula (True) or -(N/2) log R (False); static.
+    """
+    rss, n_pix = jnp.asarray(rss), jnp.asarray(n_pix)
     rss = jnp.maximum(rss, jnp.finfo(rss.dtype).tiny)
     if not exact:
         return -0.5 * n_pix * jnp.log(rss)
     k = n_pix - 2.0
+    det = jnp.asarray(det)
     det = jnp.maximum(det, jnp.finfo(det.dtype).tiny)
     return (
         gammaln(0.5 * k)
@@ -73,58 +67,94 @@ def marginal_from_residual(rss: Array, n_pix: Array, det: Array, exact: bool = T
     )
 
 
-def _fit_residual(x: Array, y: Array, m: Array):
-    """Least-squares fit y ~ s x + b inside the mask: (rss, N, det(C^T C), s, b)."""
-    n_pix = jnp.sum(m)
-    xbar = jnp.sum(m * x) / n_pix
-    ybar = jnp.sum(m * y) / n_pix
-    xc = m * (x - xbar)
-    yc = m * (y - ybar)
+def centre_in_mask(
+    image: Float[ArrayLike, "h w"], mask: Float[ArrayLike, "h w"]
+) -> tuple[Float[Array, "h w"], Float[Array, ""]]:
+    """The image minus its mean inside ``mask``, times the mask, and N = sum(mask).
+
+    Arguments:
+        image: (n, n) image.
+        mask: (n, n) 0/1 weights.
+    """
+    image, mask = jnp.asarray(image), jnp.asarray(mask)
+    n_pix = jnp.sum(mask)
+    mean = jnp.sum(mask * image) / n_pix
+    return mask * (image - mean), n_pix
+
+
+def marginal_from_centred(
+    xc: Float[ArrayLike, "h w"],
+    yc: Float[ArrayLike, "h w"],
+    n_pix: Float[ArrayLike, ""],
+    exact: bool = True,
+) -> Float[Array, ""]:
+    """The marginal log-likelihood of y given x, from both images centred in the mask.
+
+    Fits y ~ s x + b by least squares and calls :func:`marginal_from_residual`; a constant model
+    image gets s = 0. The data term ``yc`` can be computed once per particle
+    (:func:`centre_in_mask`) and reused for every model image.
+
+    Arguments:
+        xc: (n, n) model image, centred and masked.
+        yc: (n, n) observed image, centred and masked.
+        n_pix: N, the number of pixels in the mask.
+        exact: the full formula (True) or -(N/2) log R (False); static.
+    """
+    xc, yc = jnp.asarray(xc), jnp.asarray(yc)
     vxx = jnp.sum(xc * xc)
     vxy = jnp.sum(xc * yc)
     safe = vxx > 0
     s = jnp.where(safe, vxy / jnp.where(safe, vxx, 1.0), 0.0)
     r = yc - s * xc
-    rss = jnp.sum(r * r)
-    return rss, n_pix, n_pix * vxx, s, ybar - s * xbar
+    return marginal_from_residual(jnp.sum(r * r), n_pix, n_pix * vxx, exact)
 
 
 def log_likelihood_marginal(
-    model_image: Float[Array, "n n"],
-    image: Float[Array, "n n"],
-    mask=None,
+    model_image: Float[ArrayLike, "h w"],
+    image: Float[ArrayLike, "h w"],
+    mask: Shaped[ArrayLike, "h w"] | None = None,
     exact: bool = True,
 ) -> Float[Array, ""]:
     """Scale and offset fitted by least squares, noise variance marginalised (Jeffreys prior).
 
-    ``exact`` (static) selects the full formula of the module docstring (True) or the reference
-    implementation's -(N/2) log ||r||^2 (False). Changing the intensities of ``image`` by
-    y -> a y + c adds -(N - 2) log|a| (or -N log|a|) to every structure alike.
+    Changing the intensities of ``image`` by y -> a y + c adds -(N - 2) log|a| (or -N log|a|) to
+    every structure alike.
+
+    Arguments:
+        model_image: (n, n) noiseless model image x.
+        image: (n, n) observed image y.
+        mask: (n, n) 0/1 weights; None: all pixels.
+        exact: the full formula of the module docstring (True) or the reference
+            implementation's -(N/2) log ||r||^2 (False); static.
     """
-    m = _mask_like(image, mask)
-    rss, n_pix, det, _, _ = _fit_residual(model_image, image, m)
-    return marginal_from_residual(rss, n_pix, det, exact)
-
-
-def whiten(image: Float[Array, "n n"], psd: Float[Array, "n n//2+1"]) -> Float[Array, "n n"]:
-    """F^-1[F(image) / sqrt(PSD)] with the PSD on the rfft2 grid (see ``noise_model``)."""
-    n = image.shape[-1]
-    ft = jnp.fft.rfft2(image) * jnp.asarray(1.0 / jnp.sqrt(psd), image.dtype)
-    return jnp.fft.irfft2(ft, s=(n, n)).astype(image.dtype)
+    image = jnp.asarray(image)
+    m = jnp.ones_like(image) if mask is None else jnp.asarray(mask, image.dtype)
+    xc, n_pix = centre_in_mask(jnp.asarray(model_image, image.dtype), m)
+    yc, _ = centre_in_mask(image, m)
+    return marginal_from_centred(xc, yc, n_pix, exact)
 
 
 def log_likelihood_colored(
-    model_image: Float[Array, "n n"],
-    image: Float[Array, "n n"],
-    psd: Float[Array, "n n//2+1"],
-    mask=None,
+    model_image: Float[ArrayLike, "h w"],
+    image: Float[ArrayLike, "h w"],
+    psd: Float[ArrayLike, "h k"],
+    mask: Shaped[ArrayLike, "h w"] | None = None,
     marginal: bool = True,
     exact: bool = True,
 ) -> Float[Array, ""]:
-    """Whiten both images with the noise PSD, then the marginal (default) or white (sigma = 1)
-    likelihood. With ``marginal=False`` the PSD must be in absolute units (image units^2)."""
-    xw = whiten(model_image, psd)
-    yw = whiten(image, psd)
+    """Whiten both images with the noise PSD, then the marginal (default) or the white
+    unit-variance likelihood (:meth:`~cryoensemble.noise.ColoredGaussianNoise.log_likelihood`).
+
+    Arguments:
+        model_image: (n, n) noiseless model image x.
+        image: (n, n) observed image y.
+        psd: (n, n // 2 + 1) noise power spectrum; in absolute units (image units^2) when
+            ``marginal`` is False, any scale otherwise.
+        mask: (n, n) 0/1 weights applied after whitening; None: all pixels.
+        marginal: marginalise the scale, offset and noise level (True) or not (False).
+        exact: see :func:`log_likelihood_marginal`.
+    """
+    noise = ColoredGaussianNoise(jnp.asarray(psd))
     if marginal:
-        return log_likelihood_marginal(xw, yw, mask, exact)
-    return log_likelihood_white(xw, yw, 1.0, mask)
+        return log_likelihood_marginal(noise.whiten(model_image), noise.whiten(image), mask, exact)
+    return noise.log_likelihood(image, model_image, mask)

@@ -17,34 +17,34 @@ at the end, so every process returns the full matrix.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from jaxtyping import Array, ArrayLike, Float
 
 from cryoensemble.errors import InputError, check_positive
-from cryoensemble.imaging._particles import ArrayParticles
-from cryoensemble.imaging._pipeline import ImagingConfig, simulate_images
-from cryoensemble.inference._likelihood import marginal_from_residual, whiten
+from cryoensemble.imaging import AbstractParticles, ArrayParticles, ImagingConfig, simulate_images
+from cryoensemble.inference._likelihood import centre_in_mask, marginal_from_centred
+from cryoensemble.noise import AbstractGaussianNoise, ColoredGaussianNoise, WhiteGaussianNoise
+from cryoensemble.optics import CTFParams
 from cryoensemble.parallel import PARTICLE_AXIS, particle_mesh
-from cryoensemble.scattering._potential import GaussianAtoms
+from cryoensemble.progress import AbstractProgressMeter, NoProgressMeter
+from cryoensemble.projection import MapProjector, project_map
+from cryoensemble.scattering import GaussianAtoms
 
 __all__ = [
     "KINDS",
-    "LikelihoodOptions",
-    "circular_mask_px",
+    "LikelihoodConfig",
+    "batch_log_likelihoods",
     "likelihood_matrix",
     "likelihood_matrix_arrays",
-    "load_likelihood_matrix",
-    "particle_mesh",
-    "save_likelihood_matrix",
     "stack_structures",
 ]
 
@@ -53,23 +53,30 @@ __all__ = [
 KINDS = ("white", "marginal", "colored", "colored_white")
 
 
-class LikelihoodOptions(eqx.Module):
+class LikelihoodConfig(eqx.Module):
     """What likelihood to evaluate (a pytree: arrays are leaves, the rest static).
 
-    kind: one of :data:`KINDS`. sigma: the noise standard deviation (image units) for "white".
-    psd: the noise PSD on the rfft grid (n, n // 2 + 1) for the coloured kinds.
-    mask: an (n, n) 0/1 array (e.g. :func:`circular_mask_px`) or None for all pixels.
-    mask3d: a :class:`~cryoensemble.projection.MapProjector` of a 3-D 0/1 mask (voxel = pixel,
-    box = image box), projected at each particle's pose; pixels whose projection exceeds
-    ``mask3d_threshold`` voxels of path length are kept (intersected with ``mask``).
-    exact: the full marginal formula (True) or the reference -(N/2) log ||r||^2 (False).
+    The kind names a noise model (:attr:`noise_model`) and whether the per-particle scale, offset
+    and noise level are marginalised (:attr:`marginal`); all validation happens here.
+
+    Arguments:
+        kind: one of :data:`KINDS`.
+        sigma: the noise standard deviation (image units) for "white".
+        psd: the noise PSD on the rfft grid (n, n // 2 + 1) for the coloured kinds.
+        mask: an (n, n) 0/1 (or boolean) array (e.g. :func:`cryoensemble.ndimage.circular_mask`)
+            or None for all pixels.
+        mask3d: a :class:`~cryoensemble.projection.MapProjector` of a 3-D 0/1 mask (voxel = pixel,
+            box = image box), projected at each particle's pose; pixels whose projection exceeds
+            ``mask3d_threshold`` voxels of path length are kept (intersected with ``mask``).
+        mask3d_threshold: see ``mask3d`` (voxels).
+        exact: the full marginal formula (True) or the reference -(N/2) log ||r||^2 (False).
     """
 
     kind: str = eqx.field(static=True, default="marginal")
     sigma: float | None = eqx.field(static=True, default=None)
-    psd: jax.Array | None = None
-    mask: jax.Array | None = None
-    mask3d: object | None = None
+    psd: Float[Array, "n m"] | None = None
+    mask: Array | None = None
+    mask3d: MapProjector | None = None
     mask3d_threshold: float = eqx.field(static=True, default=0.5)
     exact: bool = eqx.field(static=True, default=True)
 
@@ -85,17 +92,32 @@ class LikelihoodOptions(eqx.Module):
         if self.kind.startswith("colored") and self.psd is None:
             raise InputError(f"the {self.kind} likelihood needs a noise power spectrum (psd)")
 
+    @property
+    def marginal(self) -> bool:
+        """Whether the scale, offset and noise level are marginalised."""
+        return self.kind in ("marginal", "colored")
 
-def circular_mask_px(n: int, radius_px: float) -> jax.Array:
-    """0/1 float32 disc of radius ``radius_px`` pixels centred at pixel (n // 2, n // 2)."""
-    check_positive("mask radius (pixels)", radius_px)
-    c = np.arange(n) - n // 2
-    return jnp.asarray((c[:, None] ** 2 + c[None, :] ** 2) <= radius_px**2, jnp.float32)
+    @property
+    def noise_model(self) -> AbstractGaussianNoise | None:
+        """The noise model: white (sigma), coloured (psd), or None ("marginal": no whitening)."""
+        if self.kind == "white" and self.sigma is not None:
+            return WhiteGaussianNoise(jnp.asarray(self.sigma))
+        if self.kind.startswith("colored") and self.psd is not None:
+            return ColoredGaussianNoise(self.psd)
+        return None
 
 
 def stack_structures(structures: Sequence[GaussianAtoms]) -> GaussianAtoms:
     """Stack structures along a leading axis, padding to a common atom count with atoms of zero
-    amplitude (which contribute nothing to any image)."""
+    amplitude (which contribute nothing to any image).
+
+    Arguments:
+        structures: M :class:`~cryoensemble.scattering.GaussianAtoms` with the same number of
+            Gaussians per atom.
+
+    Returns:
+        :class:`~cryoensemble.scattering.GaussianAtoms` with arrays of shape (M, n_max, ...).
+    """
     if len(structures) == 0:
         raise InputError("at least one structure is needed")
     n_max = max(s.n_atoms for s in structures)
@@ -112,52 +134,61 @@ def stack_structures(structures: Sequence[GaussianAtoms]) -> GaussianAtoms:
 
 
 # -- the per-batch computation ------------------------------------------------------------------
-def _masks(opts: LikelihoodOptions, rotations, shifts, n: int, dtype):
+def _masks(opts: LikelihoodConfig, rotations, shifts, n: int, dtype):
     b = rotations.shape[0]
     base = jnp.ones((n, n), dtype) if opts.mask is None else opts.mask.astype(dtype)
-    if opts.mask3d is None:
+    mask3d = opts.mask3d
+    if mask3d is None:
         return jnp.broadcast_to(base, (b, n, n))
-    from cryoensemble.projection._maps import project_map
-
-    v = opts.mask3d.voxel_size
-    proj = jax.vmap(lambda r, o: project_map(opts.mask3d, r, o, n))(rotations, shifts)
-    return (proj > opts.mask3d_threshold * v).astype(dtype) * base
+    proj = jax.vmap(lambda r, o: project_map(mask3d, r, o, n))(rotations, shifts)
+    return (proj > opts.mask3d_threshold * mask3d.voxel_size).astype(dtype) * base
 
 
-def batch_log_likelihoods(stacked: GaussianAtoms, images, rotations, shifts, ctf, opts, config):
-    """(b, M) log-likelihoods of a batch of particles against the stacked structures."""
+def _pair_function(opts: LikelihoodConfig, images: Array, masks: Array):
+    """The (model image, data terms...) -> log-likelihood function of one pair, and the data
+    terms of every particle (computed once, shared by all structures)."""
+    noise = opts.noise_model
+    if not opts.marginal and noise is not None:
+        return (lambda x, yi, mi: noise.log_likelihood(yi, x, mi)), (images, masks)
+    whiten = (lambda im: im) if noise is None else noise.whiten
+    yc, n_pix = jax.vmap(centre_in_mask)(whiten(images), masks)
+
+    def marginal(x, yci, mi, npix):
+        return marginal_from_centred(centre_in_mask(whiten(x), mi)[0], yci, npix, opts.exact)
+
+    return marginal, (yc, masks, n_pix)
+
+
+def batch_log_likelihoods(
+    stacked: GaussianAtoms,
+    images: Float[ArrayLike, "b n n"],
+    rotations: Float[ArrayLike, "b 3 3"],
+    shifts: Float[ArrayLike, "b 2"],
+    ctf: CTFParams,
+    opts: LikelihoodConfig,
+    config: ImagingConfig,
+) -> Float[Array, "b M"]:
+    """(b, M) log-likelihoods of a batch of particles against the stacked structures.
+
+    Data-image terms (whitening, centring) are computed once per particle. Jit-compile the caller.
+
+    Arguments:
+        stacked: M structures stacked by :func:`stack_structures`.
+        images: (b, n, n) particle images.
+        rotations: (b, 3, 3) RELION rotation matrices.
+        shifts: (b, 2) RELION origins (rlnOriginX/YAngst) in Angstrom.
+        ctf: batched :class:`~cryoensemble.optics.CTFParams`.
+        opts: the likelihood.
+        config: the imaging settings (box = image side).
+    """
+    images = jnp.asarray(images)
     n = config.box_size
-    dtype = images.dtype
-    masks = _masks(opts, rotations, shifts, n, dtype)
-    n_pix = jnp.sum(masks, axis=(-2, -1))  # (b,)
-    colored = opts.kind.startswith("colored")
-    marginal = opts.kind in ("marginal", "colored")
-    y = jax.vmap(lambda im: whiten(im, opts.psd))(images) if colored else images
-    if marginal:
-        ybar = jnp.sum(masks * y, axis=(-2, -1)) / n_pix
-        yc = masks * (y - ybar[:, None, None])
-    sigma = 1.0 if opts.kind == "colored_white" else opts.sigma
-
-    def pair(x, yi, yci, mi, npix):
-        if colored:
-            x = whiten(x, opts.psd)
-        if not marginal:
-            chi2 = jnp.sum(mi * (yi - x) ** 2)
-            return -0.5 * chi2 / sigma**2 - 0.5 * npix * jnp.log(2 * jnp.pi * sigma**2)
-        xbar = jnp.sum(mi * x) / npix
-        xc = mi * (x - xbar)
-        vxx = jnp.sum(xc * xc)
-        vxy = jnp.sum(xc * yci)
-        safe = vxx > 0
-        s = jnp.where(safe, vxy / jnp.where(safe, vxx, 1.0), 0.0)
-        r = yci - s * xc
-        return marginal_from_residual(jnp.sum(r * r), npix, npix * vxx, opts.exact)
-
-    yc_arg = yc if marginal else y
+    masks = _masks(opts, rotations, shifts, n, images.dtype)
+    pair, data = _pair_function(opts, images, masks)
 
     def per_structure(atoms):
         x = simulate_images(atoms, rotations, shifts, ctf, config)
-        return jax.vmap(pair)(x, y, yc_arg, masks, n_pix)
+        return jax.vmap(pair)(x, *data)
 
     return jax.lax.map(per_structure, stacked).T  # (b, M)
 
@@ -167,7 +198,7 @@ def _batch_single(stacked, images, rotations, shifts, ctf, opts, config):
     return batch_log_likelihoods(stacked, images, rotations, shifts, ctf, opts, config)
 
 
-def _make_sharded(mesh: Mesh, config, opts_static):
+def _make_sharded(mesh: Mesh, config):
     """A jitted, shard_map-ped batch function for ``mesh`` (particle axis split)."""
 
     def fn(stacked, images, rotations, shifts, ctf, opts):
@@ -185,31 +216,6 @@ def _make_sharded(mesh: Mesh, config, opts_static):
 
 
 # -- drivers --------------------------------------------------------------------------------------
-def _progress(total: int, enabled: bool, description: str = "likelihood matrix"):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("particles"),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
-    task = progress.add_task(description, total=total, rate="")
-    return progress, task
-
-
 def _prepare(structures, config, opts, n_box):
     if isinstance(structures, GaussianAtoms):
         structures = [structures]
@@ -235,12 +241,12 @@ def _runner(mesh: Mesh | None, config, opts):
         return lambda stacked, batch: _batch_single(
             stacked, batch[0], batch[1], batch[2], batch[3], opts, config
         )
-    fn = _make_sharded(mesh, config, opts)
+    fn = _make_sharded(mesh, config)
     sharding = NamedSharding(mesh, P(PARTICLE_AXIS))
     replicated = NamedSharding(mesh, P())
 
     opts_r = jax.device_put(opts, replicated)
-    placed = {}  # the structures are copied to the devices once, not for every batch
+    placed: dict = {}  # the structures are copied to the devices once, not for every batch
 
     def run(stacked, batch):
         if placed.get("key") is not stacked:
@@ -258,8 +264,6 @@ def _gather(rows: np.ndarray, idx: np.ndarray, n_total: int, n_struct: int, out:
     if jax.process_count() == 1:
         out[idx] = rows
         return out
-    from jax.experimental import multihost_utils
-
     counts = multihost_utils.process_allgather(np.array([len(idx)]))
     m = int(np.max(counts))
     pad_rows = np.zeros((m, n_struct), rows.dtype)
@@ -274,35 +278,46 @@ def _gather(rows: np.ndarray, idx: np.ndarray, n_total: int, n_struct: int, out:
 
 
 def likelihood_matrix(
-    dataset,
-    structures: Sequence[GaussianAtoms],
+    dataset: AbstractParticles,
+    structures: Sequence[GaussianAtoms] | GaussianAtoms,
     config: ImagingConfig,
     kind: str = "marginal",
     *,
-    options: LikelihoodOptions | None = None,
+    options: LikelihoodConfig | None = None,
     sigma: float | None = None,
-    psd=None,
-    mask=None,
+    psd: Float[ArrayLike, "n m"] | None = None,
+    mask: ArrayLike | None = None,
     exact: bool = True,
     batch_size: int = 128,
-    indices=None,
+    indices: ArrayLike | Sequence[int] | None = None,
     mesh: Mesh | None = None,
-    progress: bool = True,
-    out_path: str | Path | None = None,
+    progress: AbstractProgressMeter = NoProgressMeter(),
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """L (n_particles, n_structures) float32 for the particles of ``dataset`` (all, or
-    ``indices`` in that order) against ``structures`` imaged with ``config``.
+    """L (n_particles, n_structures) float32: log p(image n | structure m).
 
-    ``dataset`` is a :class:`~cryoensemble.io.ParticleDataset` (anything with ``box_size``,
-    ``__len__`` and ``batch(indices, pad_to=...)``). The likelihood is ``options`` or is built
-    from ``kind``, ``sigma``, ``psd``, ``mask``, ``exact`` (see :class:`LikelihoodOptions`).
-    ``mesh``: a 1-D "particles" mesh to shard over (default: all local devices when there are
-    several; pass ``particle_mesh(jax.local_devices()[:1])`` to force one device). Memory: one
-    batch of images plus the (n, M) result, which is a memory-mapped ``.npy`` at ``out_path``
-    when given (see :func:`save_likelihood_matrix` for the saved format).
+    Memory: one batch of images plus the (n, M) result.
+
+    Arguments:
+        dataset: the particles (:class:`~cryoensemble.imaging.AbstractParticles`, e.g. a
+            :class:`~cryoensemble.io.ParticleDataset`).
+        structures: the M structures (or one).
+        config: the imaging settings; its box must equal the images'.
+        kind, sigma, psd, mask, exact: build the likelihood when ``options`` is None (see
+            :class:`LikelihoodConfig`).
+        options: the likelihood.
+        batch_size: particles per compiled batch.
+        indices: 0-based particles to use, in that order (default: all).
+        mesh: a 1-D "particles" mesh to shard over (default: all local devices when there are
+            several; pass ``particle_mesh(jax.local_devices()[:1])`` to force one device).
+        progress: reports the particles done (e.g. the command line's live bar).
+        out: an (n, M) float32 array to fill and return (e.g. a memory-mapped ``.npy`` opened
+            by the caller); default a new array.
     """
     if options is None:
-        options = LikelihoodOptions(kind=kind, sigma=sigma, psd=psd, mask=mask, exact=exact)
+        options = LikelihoodConfig(
+            kind=kind, sigma=sigma, psd=_array_or_none(psd), mask=_array_or_none(mask), exact=exact
+        )
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise InputError(f"batch size must be a positive integer, got {batch_size!r}")
     n_total = len(dataset)
@@ -310,6 +325,10 @@ def likelihood_matrix(
         raise InputError(f"{getattr(dataset, 'star_path', 'dataset')}: no particles")
     idx_all = np.arange(n_total) if indices is None else np.asarray(indices, np.int64).reshape(-1)
     stacked, n_struct = _prepare(structures, config, options, dataset.box_size)
+    if out is None:
+        out = np.empty((len(idx_all), n_struct), np.float32)
+    elif out.shape != (len(idx_all), n_struct):
+        raise InputError(f"output array of shape {out.shape}, need {(len(idx_all), n_struct)}")
     if mesh is None and len(jax.local_devices()) > 1:
         mesh = particle_mesh()
     n_dev = 1 if mesh is None else mesh.size
@@ -323,51 +342,56 @@ def likelihood_matrix(
     n_mine = sum(len(b) for _, b in mine)
     local_rows = np.empty((n_mine, n_struct), np.float32)
     local_idx = np.empty(n_mine, np.int64)
-    bar, task = _progress(n_mine, progress and jax.process_index() == 0)
+    meter = progress if jax.process_index() == 0 else NoProgressMeter()
     t0 = time.perf_counter()
     pos = 0
-    with bar:
+    with meter.task("likelihood matrix", total=n_mine, unit="particles") as task:
         for start, b in mine:
             batch = dataset.batch(b, pad_to=pad_to)
             args = (batch.images, batch.rotations, batch.shifts, batch.ctf)
             vals = np.asarray(run(stacked, args))[: len(b)]
-            if not np.all(np.isfinite(vals)):
-                bad = int(b[np.flatnonzero(~np.isfinite(vals).all(axis=1))[0]])
-                raise InputError(
-                    f"non-finite log-likelihood for particle {bad} (0-based): check the image "
-                    "(constant or NaN pixels?) and the likelihood options"
-                )
+            _check_finite(vals, b)
             local_rows[pos : pos + len(b)] = vals
             local_idx[pos : pos + len(b)] = np.arange(start, start + len(b))
             pos += len(b)
             rate = pos / max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, advance=len(b), rate=f"{rate:,.1f} particles/s")
+            task.advance(len(b), rate=f"{rate:,.1f} particles/s")
+    return _gather(local_rows, local_idx, len(idx_all), n_struct, out)
 
-    if out_path is not None:
-        out = np.lib.format.open_memmap(
-            Path(out_path), mode="w+", dtype=np.float32, shape=(len(idx_all), n_struct)
+
+def _array_or_none(a: ArrayLike | None) -> Array | None:
+    return None if a is None else jnp.asarray(a)
+
+
+def _check_finite(vals: np.ndarray, indices: np.ndarray) -> None:
+    if not np.all(np.isfinite(vals)):
+        bad = int(indices[np.flatnonzero(~np.isfinite(vals).all(axis=1))[0]])
+        raise InputError(
+            f"non-finite log-likelihood for particle {bad} (0-based): check the image "
+            "(constant or NaN pixels?) and the likelihood options"
         )
-    else:
-        out = np.empty((len(idx_all), n_struct), np.float32)
-    out = _gather(local_rows, local_idx, len(idx_all), n_struct, out)
-    if isinstance(out, np.memmap):
-        out.flush()
-    return out
 
 
 def likelihood_matrix_arrays(
-    images,
-    rotations,
-    shifts,
-    ctf,
-    structures: Sequence[GaussianAtoms],
+    images: Float[ArrayLike, "n N N"],
+    rotations: Float[ArrayLike, "n 3 3"],
+    shifts: Float[ArrayLike, "n 2"],
+    ctf: CTFParams,
+    structures: Sequence[GaussianAtoms] | GaussianAtoms,
     config: ImagingConfig,
-    options: LikelihoodOptions,
+    options: LikelihoodConfig,
     batch_size: int = 128,
     mesh: Mesh | None = None,
 ) -> np.ndarray:
-    """Like :func:`likelihood_matrix` for in-memory arrays (images (n, N, N), rotations
-    (n, 3, 3), shifts (n, 2), a batched :class:`~cryoensemble.optics.CTFParams`)."""
+    """Like :func:`likelihood_matrix` for particles held in memory.
+
+    Arguments:
+        images: (n, N, N) particle images.
+        rotations: (n, 3, 3) RELION rotation matrices.
+        shifts: (n, 2) RELION origins in Angstrom.
+        ctf: a batched :class:`~cryoensemble.optics.CTFParams`.
+        structures, config, options, batch_size, mesh: as for :func:`likelihood_matrix`.
+    """
     return likelihood_matrix(
         ArrayParticles(images, ctf, config.pixel_size, rotations, shifts),
         structures,
@@ -375,39 +399,4 @@ def likelihood_matrix_arrays(
         options=options,
         batch_size=batch_size,
         mesh=mesh,
-        progress=False,
     )
-
-
-# -- saving ---------------------------------------------------------------------------------------
-def save_likelihood_matrix(folder, L, indices=None, meta: dict | None = None) -> Path:
-    """Write ``likelihood_matrix.npy`` (n, M) float32, ``particle_indices.npy`` (n,) int64
-    (0-based rows of the STAR file, row i of L is particle indices[i]) and
-    ``likelihood_matrix.json`` (``meta``: kind, structure names, ...) into ``folder``."""
-    folder = Path(folder)
-    L = np.asarray(L, np.float32)
-    idx = np.arange(L.shape[0]) if indices is None else np.asarray(indices, np.int64)
-    np.save(folder / "likelihood_matrix.npy", L)
-    np.save(folder / "particle_indices.npy", idx)
-    info = {"shape": list(L.shape), **(meta or {})}
-    (folder / "likelihood_matrix.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-    return folder / "likelihood_matrix.npy"
-
-
-def load_likelihood_matrix(path) -> tuple[np.ndarray, np.ndarray]:
-    """(L, particle indices) from a folder written by :func:`save_likelihood_matrix` or an
-    ``.npy`` file (indices default to 0 .. n-1)."""
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    npy = folder / "likelihood_matrix.npy" if path.is_dir() else path
-    if not npy.exists():
-        raise InputError(f"{npy}: likelihood matrix not found")
-    try:
-        L = np.load(npy)
-    except (ValueError, OSError) as err:
-        raise InputError(f"{npy}: cannot read the likelihood matrix ({err})") from None
-    if L.ndim != 2:
-        raise InputError(f"{npy}: expected a 2-D (particles x structures) array, got {L.shape}")
-    idx_path = folder / "particle_indices.npy"
-    idx = np.load(idx_path) if idx_path.exists() else np.arange(L.shape[0])
-    return L, idx

@@ -15,6 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from cryoensemble.errors import InputError
 from cryoensemble.inference._weights import check_likelihood_matrix
@@ -43,19 +44,25 @@ _gibbs_jit = jax.jit(_gibbs, static_argnums=(4,))
 
 
 def sample_posterior_gibbs(
-    key,
-    L,
-    alpha=1.0,
+    key: PRNGKeyArray | Array,
+    L: Float[ArrayLike, "n m"],
+    alpha: float | Float[ArrayLike, " m"] = 1.0,
     n_samples: int = 2000,
     burn_in: int = 500,
     thin: int = 1,
-    init=None,
-) -> np.ndarray:
+    init: Float[ArrayLike, " m"] | None = None,
+) -> Float[np.ndarray, "s m"]:
     """Posterior samples (n_samples, M) of the weights given the likelihood matrix ``L``.
 
-    ``alpha``: the Dirichlet concentration (scalar or (M,); 1 = uniform on the simplex; add prior
-    counts, e.g. cluster sizes, to it). ``burn_in`` iterations are discarded and every ``thin``-th
-    of the rest kept. ``init`` (default uniform) starts the chain.
+    Arguments:
+        key: the JAX random key of the chain.
+        L: (n, M) log-likelihoods, nats (finite).
+        alpha: the Dirichlet concentration (scalar or (M,); 1 = uniform on the simplex; add
+            prior counts, e.g. cluster sizes, to it).
+        n_samples: samples returned.
+        burn_in: first Gibbs iterations discarded.
+        thin: keep every ``thin``-th iteration after the burn-in.
+        init: (M,) starting weights (default uniform).
     """
     Lh = check_likelihood_matrix(L)
     m = Lh.shape[1]
@@ -73,9 +80,13 @@ def sample_posterior_gibbs(
     return np.asarray(s, np.float64)[int(burn_in) :: int(thin)][: int(n_samples)]
 
 
-def effective_sample_size(x) -> np.ndarray:
+def effective_sample_size(x: Float[ArrayLike, "n ..."]) -> Float[np.ndarray, " m"]:
     """ESS of each column of ``x`` (n, M) from the autocorrelation (Geyer's initial positive
-    sequence of paired sums)."""
+    sequence of paired sums).
+
+    Arguments:
+        x: (n,) or (n, M) chain of samples.
+    """
     x = np.asarray(x, np.float64)
     if x.ndim == 1:
         x = x[:, None]
@@ -99,8 +110,13 @@ def effective_sample_size(x) -> np.ndarray:
     return np.minimum(out, n * np.log10(max(n, 10)))
 
 
-def summarize_samples(samples, level: float = 0.9) -> dict:
-    """Posterior mean, median, std, equal-tailed ``level`` interval and ESS per structure."""
+def summarize_samples(samples: Float[ArrayLike, "s m"], level: float = 0.9) -> dict:
+    """Posterior mean, median, std, equal-tailed ``level`` interval and ESS per structure.
+
+    Arguments:
+        samples: (n_samples, M) posterior samples of the weights.
+        level: the credible level of the interval, in (0, 1).
+    """
     s = np.asarray(samples, np.float64)
     if not 0 < level < 1:
         raise InputError(f"credible level must be in (0, 1), got {level}")

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+import yaml
+from pydantic import BaseModel, ValidationError
 
 from cryoensemble.errors import ConfigError
 
+__all__ = ["read_mapping", "to_jsonable"]
 
-def read_mapping(path: Path) -> dict[str, Any]:
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
     """The top-level mapping of a ``.yaml``/``.yml``/``.json`` or ``.toml`` file.
 
     Raises :class:`ConfigError` naming the file for a missing file, an unknown suffix, a parse
     error or a document that is not a mapping; an empty document is an empty mapping.
+
+    Arguments:
+        path: the configuration file.
     """
     path = Path(path)
     if not path.is_file():
@@ -26,8 +37,6 @@ def read_mapping(path: Path) -> dict[str, Any]:
         if suffix == ".toml":
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml", ".json"):
-            import yaml
-
             data = yaml.safe_load(text)
         else:
             raise ConfigError(f"{path}: unknown config format {suffix!r}; use .yaml, .yml or .toml")
@@ -42,8 +51,54 @@ def read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def to_jsonable(x):
-    """``json.dumps`` default: numpy arrays and scalars as Python values, anything else as str."""
+def validate_config(
+    model: type[ModelT],
+    data: Mapping[str, Any],
+    source: str,
+    labels: Mapping[str, str] | None = None,
+) -> ModelT:
+    """``model(**data)``, with every validation error in one :class:`ConfigError` line.
+
+    Arguments:
+        model: a pydantic configuration class (the workflows' ``*Config``).
+        data: field values (from a file and/or the command line).
+        source: where the values came from, first in the message (a file name, "command line").
+        labels: how to name a field in the message (e.g. ``{"pixel_size": "--pixel-size"}``);
+            default the field name.
+
+    Raises:
+        ConfigError: "SOURCE: invalid configuration: FIELD: MESSAGE (got VALUE); ...", unknown
+            keys named as such.
+    """
+    try:
+        return model(**data)
+    except ValidationError as err:
+        raise ConfigError(_validation_message(err, source, model.__name__, labels or {})) from None
+
+
+def _validation_message(
+    err: ValidationError, source: str, model: str, labels: Mapping[str, str]
+) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "config"
+        loc = labels.get(loc, loc)
+        msg = e["msg"].removeprefix("Value error, ")
+        # pydantic's word for an unknown key: models say extra_forbidden, dataclasses unexpected...
+        if e["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+            msg = f"unknown option (not a {model} field; check the spelling)"
+        inp = e.get("input")
+        shown = "" if isinstance(inp, dict) or e["type"] == "missing" else f" (got {inp!r})"
+        parts.append(f"{loc}: {msg}{shown}")
+    return f"{source}: invalid configuration: " + "; ".join(parts)
+
+
+def to_jsonable(x: Any) -> Any:
+    """``json.dumps`` default: numpy arrays and scalars as Python values, anything else as str.
+
+    Arguments:
+        x: a value ``json`` cannot serialise by itself.
+    """
     if isinstance(x, np.ndarray):
         return x.tolist()
     if isinstance(x, np.generic):

@@ -1,4 +1,5 @@
-"""A lazy particle dataset: a RELION STAR file plus its memory-mapped MRC stacks.
+"""A lazy particle dataset: a RELION STAR (or cryoSPARC ``.cs``) file plus its memory-mapped MRC
+stacks.
 
 Relative image paths (``rlnImageName = NNNNNN@path``) are resolved as RELION does: relative to
 the current working directory first (at the time the dataset is created), then, if not found
@@ -9,13 +10,17 @@ within the stack), so errors surface before any computation starts.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Float32
 
 from cryoensemble.errors import InputError
 from cryoensemble.imaging._particles import AbstractParticles, ParticleBatch
+from cryoensemble.io._cryosparc import read_cryosparc
 from cryoensemble.io._mrc import MrcHeaderInfo, read_header
 from cryoensemble.io._star import (
     ParticleTable,
@@ -29,73 +34,78 @@ __all__ = ["ParticleDataset"]
 
 
 class ParticleDataset(AbstractParticles):
-    """Particles of a STAR file, images read lazily from memory-mapped MRC stacks.
+    """Particles of a RELION STAR or cryoSPARC ``.cs`` file, images read lazily from
+    memory-mapped MRC stacks.
 
     ``len(ds)`` particles of ``ds.box_size`` pixels at ``ds.pixel_size`` Angstrom (one pixel size
-    and box size per dataset; several optics groups are fine if they agree). With
-    ``invert_contrast=True`` every image is multiplied by -1.
+    and box size per dataset; several optics groups are fine if they agree). ``ds.table`` is the
+    :class:`ParticleTable` in RELION conventions whatever the file type; ``ds.star_path`` is the
+    particle file (STAR or ``.cs``).
+
+    Arguments:
+        star_path: a particle STAR file, or a cryoSPARC ``.cs`` file (chosen by the suffix).
+        invert_contrast: multiply every image by -1.
+        require_poses: the file must give poses (rlnAngleRot/Tilt/Psi, or alignments3D/*).
+        project_dir: for a ``.cs`` file, the cryoSPARC project directory that ``blob/path`` is
+            relative to (see :func:`read_cryosparc`); not allowed for a STAR file.
     """
 
-    def __init__(self, star_path, invert_contrast: bool = False, require_poses: bool = False):
+    def __init__(
+        self,
+        star_path: str | os.PathLike,
+        invert_contrast: bool = False,
+        require_poses: bool = False,
+        project_dir: str | os.PathLike | None = None,
+    ):
         self.star_path = Path(star_path).absolute()
         self.invert_contrast = bool(invert_contrast)
-        self.table: ParticleTable = read_particles(self.star_path, require_poses=require_poses)
-        src = str(self.star_path)
-        optics, particles = self.table.optics, self.table.particles
-        rows = self.table.optics_rows()
-        used = np.unique(rows)
-
-        # one pixel size and one box size per dataset
-        px = optics["rlnImagePixelSize"].to_numpy(np.float64)[used]
-        if np.ptp(px) > 1e-6 * px.max():
-            groups = optics["rlnOpticsGroup"].to_numpy()[used]
-            desc = ", ".join(f"group {g}: {p:g} A" for g, p in zip(groups, px, strict=True))
-            raise InputError(
-                f"{src}: optics groups have different rlnImagePixelSize ({desc}); a dataset "
-                "supports a single pixel size"
-            )
-        sizes = optics["rlnImageSize"].to_numpy(np.int64)[used]
-        if len(np.unique(sizes)) > 1:
-            raise InputError(
-                f"{src}: optics groups have different rlnImageSize ({sorted(set(sizes))}); "
-                "a dataset supports a single box size"
-            )
-        self.pixel_size = float(px[0])
-        self.box_size = int(sizes[0])
-
-        # resolve and validate every stack from its header
+        self.table: ParticleTable = _read_table(self.star_path, require_poses, project_dir)
+        self._is_cs = self.star_path.suffix.lower() == ".cs"
+        self.pixel_size, self.box_size = _single_pixel_and_box_size(self.table)
         index1, stack_names = self.table.image_locations()
         unique_names, stack_id = np.unique(np.array(stack_names, dtype=object), return_inverse=True)
         self._stack_id = stack_id.astype(np.int64)
         self._image0 = index1 - 1
-        self._stacks: list[MrcHeaderInfo] = []
-        for s, name in enumerate(unique_names):
-            members = np.flatnonzero(self._stack_id == s)
-            first = int(members[0])
-            resolved = resolve_image_path(name, self.star_path)
-            if not resolved.exists():
-                raise InputError(
-                    f"{src}: column rlnImageName, row {first + 1} "
-                    f"({particles['rlnImageName'].iloc[first]!r}): stack {name} not found "
-                    f"(looked in the working directory {Path.cwd()} and next to the STAR file "
-                    f"in {self.star_path.parent})"
-                )
-            info = read_header(resolved)
-            if (info.nx, info.ny) != (self.box_size, self.box_size):
-                raise InputError(
-                    f"{resolved}: images are {info.nx} x {info.ny} pixels but rlnImageSize in "
-                    f"{src} is {self.box_size}"
-                )
-            worst = members[np.argmax(self._image0[members])]
-            if self._image0[worst] >= info.n_images:
-                raise InputError(
-                    f"{src}: column rlnImageName, row {int(worst) + 1} "
-                    f"({particles['rlnImageName'].iloc[worst]!r}): image {int(index1[worst])} "
-                    f"(1-based) is beyond the end of {resolved}, which holds {info.n_images} "
-                    "images"
-                )
-            self._stacks.append(info)
+        self._stacks: list[MrcHeaderInfo] = [
+            self._check_stack(s, name, index1) for s, name in enumerate(unique_names)
+        ]
         self._columns = particle_columns(self.table)
+
+    def _field(self, star_column: str) -> str:
+        """How the messages name a particle column: the STAR label or the ``.cs`` field."""
+        if not self._is_cs:
+            return f"column {star_column}"
+        return {"rlnImageName": "field blob/path", "rlnImageSize": "field blob/shape"}[star_column]
+
+    def _check_stack(self, s: int, name: str, index1: np.ndarray) -> MrcHeaderInfo:
+        """Resolve stack ``s`` and validate it from its header: exists, box size, every index."""
+        src = str(self.star_path)
+        particles = self.table.particles
+        members = np.flatnonzero(self._stack_id == s)
+        first = int(members[0])
+        resolved = resolve_image_path(name, self.star_path)
+        if not resolved.exists():
+            raise InputError(
+                f"{src}: {self._field('rlnImageName')}, row {first + 1} "
+                f"({particles['rlnImageName'].iloc[first]!r}): stack {name} not found "
+                f"(looked in the working directory {Path.cwd()} and next to the particle file "
+                f"in {self.star_path.parent})"
+            )
+        info = read_header(resolved)
+        if (info.nx, info.ny) != (self.box_size, self.box_size):
+            raise InputError(
+                f"{resolved}: images are {info.nx} x {info.ny} pixels but "
+                f"{self._field('rlnImageSize')} in {src} gives {self.box_size}"
+            )
+        worst = members[np.argmax(self._image0[members])]
+        if self._image0[worst] >= info.n_images:
+            raise InputError(
+                f"{src}: {self._field('rlnImageName')}, row {int(worst) + 1} "
+                f"({particles['rlnImageName'].iloc[worst]!r}): image {int(index1[worst])} "
+                f"(1-based) is beyond the end of {resolved}, which holds {info.n_images} "
+                "images"
+            )
+        return info
 
     # -- basic properties ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -127,8 +137,12 @@ class ParticleDataset(AbstractParticles):
             )
         return idx
 
-    def read_images(self, indices) -> np.ndarray:
-        """Images (b, N, N) float32 of the particles ``indices`` (0-based), in that order."""
+    def read_images(self, indices: ArrayLike | Sequence[int]) -> Float32[np.ndarray, "b n n"]:
+        """Images (b, N, N) float32 of the particles ``indices`` (0-based), in that order.
+
+        Arguments:
+            indices: 0-based particle indices (integers), any order, repeats allowed.
+        """
         idx = self._check_indices(indices)
         n = self.box_size
         out = np.empty((len(idx), n, n), dtype=np.float32)
@@ -153,11 +167,15 @@ class ParticleDataset(AbstractParticles):
             np.negative(out, out=out)
         return out
 
-    def batch(self, indices, pad_to: int | None = None) -> ParticleBatch:
+    def batch(self, indices: ArrayLike | Sequence[int], pad_to: int | None = None) -> ParticleBatch:
         """The particles ``indices`` (0-based) as a :class:`ParticleBatch`.
 
-        With ``pad_to``, the batch is padded to that size with copies of its last particle,
-        marked ``valid = 0``, so jitted consumers always see the same shape.
+        Images are (b, N, N) float32, rotations RELION matrices, shifts (b, 2) in Angstrom.
+
+        Arguments:
+            indices: 0-based particle indices (integers).
+            pad_to: if given, pad the batch to that size with copies of its last particle,
+                marked ``valid = 0``, so jitted consumers always see the same shape.
         """
         idx = self._check_indices(indices)
         b = len(idx)
@@ -181,3 +199,36 @@ class ParticleDataset(AbstractParticles):
             indices=jnp.asarray(idx, dtype=jnp.int32),
             valid=jnp.asarray(valid),
         )
+
+
+def _read_table(
+    path: Path, require_poses: bool, project_dir: str | os.PathLike | None
+) -> ParticleTable:
+    """The particle table of a STAR or ``.cs`` file (dispatch on the suffix)."""
+    if path.suffix.lower() == ".cs":
+        return read_cryosparc(path, project_dir, require_poses=require_poses)
+    if project_dir is not None:
+        raise InputError(f"{path}: project_dir applies to cryoSPARC .cs files only")
+    return read_particles(path, require_poses=require_poses)
+
+
+def _single_pixel_and_box_size(table: ParticleTable) -> tuple[float, int]:
+    """(pixel size in A, box size in px) shared by every optics group that has particles."""
+    src = str(table.path)
+    optics = table.optics
+    used = np.unique(table.optics_rows())
+    px = optics["rlnImagePixelSize"].to_numpy(np.float64)[used]
+    if np.ptp(px) > 1e-6 * px.max():
+        groups = optics["rlnOpticsGroup"].to_numpy()[used]
+        desc = ", ".join(f"group {g}: {p:g} A" for g, p in zip(groups, px, strict=True))
+        raise InputError(
+            f"{src}: optics groups have different rlnImagePixelSize ({desc}); a dataset "
+            "supports a single pixel size"
+        )
+    sizes = optics["rlnImageSize"].to_numpy(np.int64)[used]
+    if len(np.unique(sizes)) > 1:
+        raise InputError(
+            f"{src}: optics groups have different rlnImageSize ({sorted(set(sizes))}); "
+            "a dataset supports a single box size"
+        )
+    return float(px[0]), int(sizes[0])

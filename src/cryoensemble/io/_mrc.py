@@ -13,11 +13,14 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import mrcfile
 import mrcfile.utils
 import numpy as np
+from jaxtyping import ArrayLike, Float32
 from mrcfile.dtypes import HEADER_DTYPE
 
 from cryoensemble.errors import InputError, check_positive
@@ -107,10 +110,13 @@ def _header_info(path: Path, header) -> MrcHeaderInfo:
     return MrcHeaderInfo(path, nx, ny, nz, dtype, offset, vs, int(header.ispg))
 
 
-def read_header(path) -> MrcHeaderInfo:
+def read_header(path: str | os.PathLike) -> MrcHeaderInfo:
     """Read and validate only the header of an MRC file (fast; the data are not read).
 
     Raises :class:`InputError` for a missing, empty, invalid or truncated file.
+
+    Arguments:
+        path: the MRC file (map or stack).
     """
     path = Path(path)
     _check_exists(path, "MRC file")
@@ -134,14 +140,18 @@ def _axis_permutation(path: Path, header) -> tuple[int, int, int] | None:
             f"{path}: invalid MRC header fields mapc/mapr/maps = "
             f"{int(header.mapc)}/{int(header.mapr)}/{int(header.maps)}"
         )
-    return tuple(order.index(axis) for axis in (3, 2, 1))
+    z, y, x = (order.index(axis) for axis in (3, 2, 1))
+    return z, y, x
 
 
-def read_map(path) -> tuple[np.ndarray, float]:
+def read_map(path: str | os.PathLike) -> tuple[Float32[np.ndarray, "z y x"], float]:
     """Read an MRC map: ``(array float32 [z, y, x], voxel_size in Angstrom)``.
 
     The voxel size comes from the header (``cella / mx``, ...), must be > 0 and the same on all
     axes. Raises :class:`InputError` for a missing, empty, truncated or invalid file.
+
+    Arguments:
+        path: the MRC file (a 2-D image is returned as a map of one section).
     """
     path = Path(path)
     info = read_header(path)  # validates the file size against the header
@@ -189,11 +199,22 @@ def _check_destination(path: Path, overwrite: bool) -> None:
         raise InputError(f"{path}: directory {path.parent} does not exist")
 
 
-def write_map(path, array, voxel_size: float, overwrite: bool = False) -> Path:
+def write_map(
+    path: str | os.PathLike, array: ArrayLike, voxel_size: float, overwrite: bool = False
+) -> Path:
     """Write a map ``[z, y, x]`` as float32 MRC (volume, ``ispg = 1``), atomically.
 
     Raises :class:`InputError` if ``path`` exists and ``overwrite`` is False, if the array is not
     3-D, or if ``voxel_size`` is not a number > 0.
+
+    Arguments:
+        path: the MRC file to write (its directory must exist).
+        array: the map, indexed [z, y, x] (stored as float32).
+        voxel_size: voxel size in Angstrom.
+        overwrite: replace an existing file.
+
+    Returns:
+        ``path``.
     """
     path = Path(path)
     voxel_size = check_positive(f"{path}: voxel_size", voxel_size)
@@ -215,11 +236,16 @@ def write_map(path, array, voxel_size: float, overwrite: bool = False) -> Path:
     return path
 
 
-def read_stack(path, indices=None) -> np.ndarray:
+def read_stack(
+    path: str | os.PathLike, indices: ArrayLike | Sequence[int] | None = None
+) -> Float32[np.ndarray, "n y x"]:
     """Images ``[n, y, x]`` float32 of an MRC stack, memory-mapped (only the images read).
 
-    ``indices`` (0-based, any order) selects images; ``None`` reads all of them. A file holding a
-    single 2-D image is returned as a stack of one.
+    A file holding a single 2-D image is returned as a stack of one.
+
+    Arguments:
+        path: the MRC stack.
+        indices: 0-based image indices, any order; ``None`` reads all images.
     """
     path = Path(path)
     info = read_header(path)
@@ -275,6 +301,14 @@ class MrcStackWriter:
     are kept in memory. On a clean exit the header (``nz``, min/max/mean/rms) is written and the
     temporary file is renamed onto ``path``; on an exception the temporary file is removed and
     nothing is left behind. If ``n_images`` is given, exactly that many images must be appended.
+
+    Arguments:
+        path: the stack to write (its directory must exist).
+        box_size: image side in pixels.
+        pixel_size: pixel size in Angstrom (written to the header).
+        dtype: the stored data type (float32 by default).
+        n_images: if given, the exact number of images that must be appended.
+        overwrite: replace an existing file.
     """
 
     def __init__(
@@ -301,7 +335,7 @@ class MrcStackWriter:
         self.n_images = None if n_images is None else int(n_images)
         self.overwrite = overwrite
         self.count = 0
-        self._file = None
+        self._file: BinaryIO | None = None
         self._tmp: Path | None = None
         self._min = np.inf
         self._max = -np.inf
@@ -320,13 +354,19 @@ class MrcStackWriter:
             self.abort()
 
     def open(self) -> None:
+        """Start the temporary file (done by ``with``); refuses an existing ``path``."""
         _check_destination(self.path, self.overwrite)
         self._tmp = _temp_path(self.path)
-        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
-        self._file.write(b"\0" * _HEADER_BYTES)
+        file = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
+        file.write(b"\0" * _HEADER_BYTES)
+        self._file = file
 
-    def append(self, images) -> None:
-        """Append one image ``(box, box)`` or a batch ``(b, box, box)``."""
+    def append(self, images: ArrayLike) -> None:
+        """Append one image ``(box, box)`` or a batch ``(b, box, box)``.
+
+        Arguments:
+            images: the image(s), converted to the writer's dtype.
+        """
         if self._file is None:
             raise RuntimeError("MrcStackWriter is not open; use it as a context manager")
         arr = np.asarray(images)
@@ -363,7 +403,7 @@ class MrcStackWriter:
 
     def close(self) -> Path:
         """Write the final header and rename the temporary file onto ``path``."""
-        if self._file is None:
+        if self._file is None or self._tmp is None:
             return self.path
         try:
             if self.n_images is not None and self.count != self.n_images:

@@ -30,18 +30,27 @@ __all__ = [
 ]
 
 
-def check_output_target(out: Path, overwrite: bool) -> None:
-    """Refuse an existing output path unless ``overwrite``; raise before any work is done."""
+def check_output_target(out: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse an existing output path unless ``overwrite``; raise before any work is done.
+
+    Arguments:
+        out: the output file or folder.
+        overwrite: allow replacing an existing ``out``.
+    """
+    out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(f"output {out} already exists; pass --overwrite to replace it")
 
 
 @contextlib.contextmanager
-def atomic_output_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``out``; on success it replaces ``out`` in one rename.
 
     On any exception (including Ctrl-C) the temporary folder is removed and ``out`` is untouched.
-    An existing ``out`` is replaced only when ``overwrite`` is true.
+
+    Arguments:
+        out: the output folder (its parents are created).
+        overwrite: replace an existing ``out`` (else :class:`InputError` before any work).
     """
     out = Path(out)
     check_output_target(out, overwrite)
@@ -63,8 +72,13 @@ def atomic_output_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_output_file(out: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary file path next to ``out``; renamed onto ``out`` on success only."""
+def atomic_output_file(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary file path next to ``out``; renamed onto ``out`` on success only.
+
+    Arguments:
+        out: the output file (its parents are created).
+        overwrite: replace an existing ``out`` (else :class:`InputError` before any work).
+    """
     out = Path(out)
     check_output_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +121,20 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_provenance(folder: Path, command: str, config: dict[str, Any], seed: int | None) -> Path:
-    """Write ``provenance.json``: the command, its effective config, the seed and the versions."""
+def write_provenance(
+    folder: str | os.PathLike, command: str, config: dict[str, Any], seed: int | None
+) -> Path:
+    """Write ``provenance.json``: the command, its effective config, the seed and the versions.
+
+    Arguments:
+        folder: the output folder (must exist).
+        command: the command or workflow name.
+        config: its effective configuration (JSON-serialisable; other values as strings).
+        seed: the random seed, or None.
+
+    Returns:
+        The path of ``provenance.json``.
+    """
     record = {
         "command": command,
         "argv": sys.argv,

@@ -26,15 +26,18 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import starfile
+from jaxtyping import ArrayLike, Int
 from starfile.writer import StarWriter
 
 from cryoensemble.errors import InputError
+from cryoensemble.io._mrc import read_header
 from cryoensemble.optics._ctf import CTFParams
 from cryoensemble.pose._euler import euler_to_matrix
 
@@ -119,8 +122,16 @@ _IMAGE_NAME = re.compile(r"^\s*(\d+)@(.+?)\s*$")
 # --------------------------------------------------------------------------------------------
 # image names and paths
 # --------------------------------------------------------------------------------------------
-def format_image_name(index_1based: int, stack_relpath) -> str:
-    """RELION image name ``NNNNNN@stack`` (1-based index, at least 6 digits)."""
+def format_image_name(index_1based: int | float, stack_relpath: str | os.PathLike) -> str:
+    """RELION image name ``NNNNNN@stack`` (1-based index, at least 6 digits).
+
+    Arguments:
+        index_1based: position of the image in its stack, counting from 1 (an integral value).
+        stack_relpath: the stack path as it should appear in the STAR file.
+
+    Raises :class:`InputError` for an index < 1 or not integral, or a path that is empty or
+    contains ``@``.
+    """
     i = int(index_1based)
     if i != index_1based or i < 1:
         raise InputError(f"image index must be an integer >= 1 (1-based), got {index_1based!r}")
@@ -130,11 +141,14 @@ def format_image_name(index_1based: int, stack_relpath) -> str:
     return f"{i:06d}@{s}"
 
 
-def parse_image_name(s: str) -> tuple[int, str]:
+def parse_image_name(s: object) -> tuple[int, str]:
     """``"000012@Particles/a.mrcs"`` -> ``(12, "Particles/a.mrcs")`` (index 1-based).
 
     A trailing ``:mrcs`` (RELION's marker for a stack named ``.mrc``) is removed. Raises
     :class:`InputError` if ``s`` is not of the form ``NNNNNN@path`` with index >= 1.
+
+    Arguments:
+        s: an ``rlnImageName`` value (anything else is rejected with :class:`InputError`).
     """
     m = _IMAGE_NAME.match(str(s)) if isinstance(s, str) else None
     if m is None:
@@ -148,12 +162,16 @@ def parse_image_name(s: str) -> tuple[int, str]:
     return index, path
 
 
-def resolve_image_path(stack_path, star_path) -> Path:
+def resolve_image_path(stack_path: str | os.PathLike, star_path: str | os.PathLike) -> Path:
     """Locate a stack named in a STAR file, the way RELION does.
 
     An absolute path is used as is. A relative path is tried relative to the current working
     directory first (RELION's behaviour), then relative to the directory of the STAR file. If
     neither exists, the working-directory path is returned (and the caller reports it missing).
+
+    Arguments:
+        stack_path: the stack part of an image name.
+        star_path: the STAR file that names it.
     """
     p = Path(stack_path)
     if p.is_absolute():
@@ -176,6 +194,12 @@ class ParticleTable:
     ``optics`` and ``particles`` are pandas DataFrames with the columns listed in
     :data:`OPTICS_COLUMNS` / :data:`PARTICLE_COLUMNS` first, then any extra columns. ``path`` is
     the STAR file (for resolving relative image names); ``None`` for a table built in memory.
+    A cryoSPARC ``.cs`` file is read into the same form (:func:`read_cryosparc`).
+
+    Arguments:
+        optics: one row per optics group (voltage kV, Cs mm, Q0, pixel size A, box px).
+        particles: one row per particle (angles deg, origins A, defocus A, angles deg).
+        path: the file the table was read from, or None.
     """
 
     optics: pd.DataFrame
@@ -187,6 +211,7 @@ class ParticleTable:
 
     @property
     def n_particles(self) -> int:
+        """Number of particles."""
         return len(self.particles)
 
     def image_locations(self) -> tuple[np.ndarray, list[str]]:
@@ -208,12 +233,17 @@ class ParticleTable:
         """Pixel size in Angstrom of each particle (float64)."""
         return self.optics["rlnImagePixelSize"].to_numpy(np.float64)[self.optics_rows()]
 
-    def subset(self, indices) -> ParticleTable:
-        """A table with the particles at ``indices`` (0-based), optics unchanged."""
+    def subset(self, indices: ArrayLike | Sequence[int]) -> ParticleTable:
+        """A table with the particles at ``indices`` (0-based), optics unchanged.
+
+        Arguments:
+            indices: 0-based particle indices.
+        """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         return dataclasses.replace(self, particles=self.particles.iloc[idx].reset_index(drop=True))
 
     def with_particles(self, particles: pd.DataFrame) -> ParticleTable:
+        """The same optics with another particles frame."""
         return dataclasses.replace(self, particles=particles)
 
     def extra_columns(self) -> list[str]:
@@ -308,6 +338,34 @@ def _as_frame(block, src: str, name: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # normalisation
 # --------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """Where the frames come from, for error messages: file, path (line numbers), block names."""
+
+    src: str
+    path: Path | None
+    optics_block: str | None
+    particles_block: str | None
+
+    @property
+    def optics_name(self) -> str:
+        return f"data_{self.optics_block or 'optics'}"
+
+    @property
+    def particles_name(self) -> str:
+        return f"data_{self.particles_block or 'particles'}"
+
+    def optics_numeric(self, df: pd.DataFrame, col: str, integer: bool = False) -> pd.Series:
+        return _numeric(df, col, self.src, self.optics_block, self.path, integer)
+
+    def particles_numeric(self, df: pd.DataFrame, col: str, integer: bool = False) -> pd.Series:
+        return _numeric(df, col, self.src, self.particles_block, self.path, integer)
+
+    def particle_row(self, row: int) -> str:
+        lines = _data_line_numbers(self.path, self.particles_block)
+        return _where(self.src, self.particles_block, row, lines)
+
+
 def _normalise(
     optics: pd.DataFrame,
     particles: pd.DataFrame,
@@ -320,15 +378,25 @@ def _normalise(
     star_path_for_images: Path | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate and complete (optics, particles) in RELION 3.1 form; returns new frames."""
-    optics = optics.copy()
-    particles = particles.copy()
+    where = _Source(src, path, optics_block, particles_block)
+    optics = _normalise_optics(optics.copy(), where)
+    particles = _normalise_particles(particles.copy(), optics, where, require_poses)
+    _normalise_image_size(optics, particles, where, star_path_for_images)
+    optics = optics[OPTICS_COLUMNS + [c for c in optics.columns if c not in OPTICS_COLUMNS]]
+    particles = particles[
+        PARTICLE_COLUMNS + [c for c in particles.columns if c not in PARTICLE_COLUMNS]
+    ]
+    return optics.reset_index(drop=True), particles.reset_index(drop=True)
 
-    # --- optics -----------------------------------------------------------------------------
+
+def _normalise_optics(optics: pd.DataFrame, where: _Source) -> pd.DataFrame:
+    """Optics groups: unique integer ids, names, RELION defaults, a pixel size, valid ranges."""
+    src = where.src
     if "rlnOpticsGroup" not in optics.columns:
-        raise InputError(f"{src}: data_{optics_block or 'optics'} has no column rlnOpticsGroup")
+        raise InputError(f"{src}: {where.optics_name} has no column rlnOpticsGroup")
     if len(optics) == 0:
-        raise InputError(f"{src}: data_{optics_block or 'optics'} has no optics groups")
-    optics["rlnOpticsGroup"] = _numeric(optics, "rlnOpticsGroup", src, optics_block, path, True)
+        raise InputError(f"{src}: {where.optics_name} has no optics groups")
+    optics["rlnOpticsGroup"] = where.optics_numeric(optics, "rlnOpticsGroup", True)
     dup = optics["rlnOpticsGroup"].duplicated()
     if dup.any():
         g = int(optics["rlnOpticsGroup"][dup].iloc[0])
@@ -338,17 +406,22 @@ def _normalise(
     optics["rlnOpticsGroupName"] = optics["rlnOpticsGroupName"].astype(str)
     _fill_optics_defaults(optics, src, "data_optics")
     if "rlnImagePixelSize" not in optics.columns:
-        if {"rlnDetectorPixelSize", "rlnMagnification"} <= set(optics.columns):
-            det = _numeric(optics, "rlnDetectorPixelSize", src, optics_block, path)
-            mag = _numeric(optics, "rlnMagnification", src, optics_block, path)
-            optics["rlnImagePixelSize"] = det * 1e4 / mag
-        else:
+        if not {"rlnDetectorPixelSize", "rlnMagnification"} <= set(optics.columns):
             raise InputError(
-                f"{src}: data_{optics_block or 'optics'} has no column rlnImagePixelSize "
+                f"{src}: {where.optics_name} has no column rlnImagePixelSize "
                 "(nor rlnDetectorPixelSize and rlnMagnification)"
             )
+        det = where.optics_numeric(optics, "rlnDetectorPixelSize")
+        mag = where.optics_numeric(optics, "rlnMagnification")
+        optics["rlnImagePixelSize"] = det * 1e4 / mag
     for col in _OPTICS_FLOAT:
-        optics[col] = _numeric(optics, col, src, optics_block, path)
+        optics[col] = where.optics_numeric(optics, col)
+    _check_optics_ranges(optics, where)
+    return optics
+
+
+def _check_optics_ranges(optics: pd.DataFrame, where: _Source) -> None:
+    """Voltage and pixel size > 0, amplitude contrast in [0, 1)."""
     for col, lo, hi in [
         ("rlnVoltage", 0.0, None),
         ("rlnImagePixelSize", 0.0, None),
@@ -364,48 +437,21 @@ def _normalise(
             row = int(np.flatnonzero(bad)[0])
             rng = "in [0, 1)" if col == "rlnAmplitudeContrast" else "> 0"
             raise InputError(
-                f"{src}: column {col}, {_where(src, optics_block, row, None)}: "
+                f"{where.src}: column {col}, {_where(where.src, where.optics_block, row, None)}: "
                 f"value {v[row]} must be {rng}"
             )
 
-    # --- particles: required columns ------------------------------------------------------------
-    pb = particles_block
+
+def _normalise_particles(
+    particles: pd.DataFrame, optics: pd.DataFrame, where: _Source, require_poses: bool
+) -> pd.DataFrame:
+    """Particles: required columns, known optics groups, valid image names, CTF defaults."""
     required = ["rlnImageName", "rlnDefocusU"] + (ANGLE_COLUMNS if require_poses else [])
     for col in required:
         if col not in particles.columns:
-            raise InputError(f"{src}: data_{pb or 'particles'} has no column {col} (required)")
-    if "rlnOpticsGroup" not in particles.columns:
-        if len(optics) == 1:
-            particles["rlnOpticsGroup"] = int(optics["rlnOpticsGroup"].iloc[0])
-        else:
-            raise InputError(
-                f"{src}: data_{pb or 'particles'} has no column rlnOpticsGroup but there are "
-                f"{len(optics)} optics groups"
-            )
-    particles["rlnOpticsGroup"] = _numeric(particles, "rlnOpticsGroup", src, pb, path, True)
-    known = set(optics["rlnOpticsGroup"].tolist())
-    unknown = ~particles["rlnOpticsGroup"].isin(known)
-    if unknown.any():
-        row = int(np.flatnonzero(unknown.to_numpy())[0])
-        g = int(particles["rlnOpticsGroup"].iloc[row])
-        raise InputError(
-            f"{src}: column rlnOpticsGroup, {_where(src, pb, row, _data_line_numbers(path, pb))}: "
-            f"optics group {g} is not defined in data_{optics_block or 'optics'} "
-            f"(groups: {sorted(known)})"
-        )
-
-    # image names
-    names = particles["rlnImageName"]
-    for row, s in enumerate(names):
-        if not isinstance(s, str) or _IMAGE_NAME.match(s) is None or int(s.split("@")[0]) < 1:
-            lines = _data_line_numbers(path, pb)
-            raise InputError(
-                f"{src}: column rlnImageName, {_where(src, pb, row, lines)}: {s!r} is not of "
-                "the form NNNNNN@path (index >= 1)"
-            )
-    particles["rlnImageName"] = names.astype(str)
-
-    # per-particle CTF and pose
+            raise InputError(f"{where.src}: {where.particles_name} has no column {col} (required)")
+    _assign_optics_groups(particles, optics, where)
+    _check_image_names(particles, where)
     if "rlnDefocusV" not in particles.columns:
         particles["rlnDefocusV"] = particles["rlnDefocusU"]
     for col in ANGLE_COLUMNS:
@@ -415,36 +461,67 @@ def _normalise(
         if col not in particles.columns:
             particles[col] = default
     for col in _PARTICLE_FLOAT:
-        particles[col] = _numeric(particles, col, src, pb, path)
+        particles[col] = where.particles_numeric(particles, col)
+    return particles
 
-    # image size, from the stacks if the file does not give it
-    if "rlnImageSize" not in optics.columns:
-        optics["rlnImageSize"] = _image_sizes_from_stacks(
-            optics, particles, src, star_path_for_images
+
+def _assign_optics_groups(particles: pd.DataFrame, optics: pd.DataFrame, where: _Source) -> None:
+    """Integer rlnOpticsGroup of every particle, each defined in the optics table (in place)."""
+    if "rlnOpticsGroup" not in particles.columns:
+        if len(optics) != 1:
+            raise InputError(
+                f"{where.src}: {where.particles_name} has no column rlnOpticsGroup but there are "
+                f"{len(optics)} optics groups"
+            )
+        particles["rlnOpticsGroup"] = int(optics["rlnOpticsGroup"].iloc[0])
+    particles["rlnOpticsGroup"] = where.particles_numeric(particles, "rlnOpticsGroup", True)
+    known = set(optics["rlnOpticsGroup"].tolist())
+    unknown = ~particles["rlnOpticsGroup"].isin(known)
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        g = int(particles["rlnOpticsGroup"].iloc[row])
+        raise InputError(
+            f"{where.src}: column rlnOpticsGroup, {where.particle_row(row)}: "
+            f"optics group {g} is not defined in {where.optics_name} (groups: {sorted(known)})"
         )
-    optics["rlnImageSize"] = _numeric(optics, "rlnImageSize", src, optics_block, path, True)
+
+
+def _check_image_names(particles: pd.DataFrame, where: _Source) -> None:
+    """Every rlnImageName of the form NNNNNN@path with index >= 1; stored as str (in place)."""
+    names = particles["rlnImageName"]
+    for row, s in enumerate(names):
+        if not isinstance(s, str) or _IMAGE_NAME.match(s) is None or int(s.split("@")[0]) < 1:
+            raise InputError(
+                f"{where.src}: column rlnImageName, {where.particle_row(row)}: {s!r} is not of "
+                "the form NNNNNN@path (index >= 1)"
+            )
+    particles["rlnImageName"] = names.astype(str)
+
+
+def _normalise_image_size(
+    optics: pd.DataFrame, particles: pd.DataFrame, where: _Source, star_path: Path | None
+) -> None:
+    """rlnImageSize > 0 (from the stacks if the file lacks it); 2-D particles only (in place)."""
+    if "rlnImageSize" not in optics.columns:
+        optics["rlnImageSize"] = _image_sizes_from_stacks(optics, particles, where.src, star_path)
+    optics["rlnImageSize"] = where.optics_numeric(optics, "rlnImageSize", True)
     if (optics["rlnImageSize"] <= 0).any():
         row = int(np.flatnonzero((optics["rlnImageSize"] <= 0).to_numpy())[0])
         raise InputError(
-            f"{src}: column rlnImageSize, {_where(src, optics_block, row, None)}: must be > 0"
+            f"{where.src}: column rlnImageSize, "
+            f"{_where(where.src, where.optics_block, row, None)}: must be > 0"
         )
     if "rlnImageDimensionality" in optics.columns:
-        dims = _numeric(optics, "rlnImageDimensionality", src, optics_block, path, True)
+        dims = where.optics_numeric(optics, "rlnImageDimensionality", True)
         if (dims != 2).any():
-            raise InputError(f"{src}: column rlnImageDimensionality: only 2-D particles supported")
+            raise InputError(
+                f"{where.src}: column rlnImageDimensionality: only 2-D particles supported"
+            )
     optics["rlnImageDimensionality"] = 2
-
-    optics = optics[OPTICS_COLUMNS + [c for c in optics.columns if c not in OPTICS_COLUMNS]]
-    particles = particles[
-        PARTICLE_COLUMNS + [c for c in particles.columns if c not in PARTICLE_COLUMNS]
-    ]
-    return optics.reset_index(drop=True), particles.reset_index(drop=True)
 
 
 def _image_sizes_from_stacks(optics, particles, src, star_path) -> list[int]:
     """rlnImageSize of each optics group read from the header of its first particle's stack."""
-    from cryoensemble.io._mrc import read_header
-
     sizes = []
     for g in optics["rlnOpticsGroup"]:
         rows = np.flatnonzero((particles["rlnOpticsGroup"] == g).to_numpy())
@@ -513,14 +590,45 @@ def _from_relion30(particles: pd.DataFrame, src: str, path: Path | None, block: 
 # --------------------------------------------------------------------------------------------
 # reading and writing
 # --------------------------------------------------------------------------------------------
-def read_particles(path, require_poses: bool = False) -> ParticleTable:
+def read_particles(path: str | os.PathLike, require_poses: bool = False) -> ParticleTable:
     """Read a RELION particle STAR file (3.0, 3.1, 4 or 5) into a normalised :class:`ParticleTable`.
 
-    With ``require_poses=True`` the angle columns rlnAngleRot/Tilt/Psi must be present (else
-    they default to 0). Every problem raises :class:`InputError` naming the file, the column and
-    the row or line.
+    Every problem raises :class:`InputError` naming the file, the column and the row or line.
+    RELION 4/5 additions (``rlnImageDimensionality``, ``rlnCtfDataAreCtfPremultiplied``,
+    ``rlnMicrographOriginalPixelSize``, per-particle bookkeeping columns) are kept as extra
+    columns; only 2-D particles are supported.
+
+    Arguments:
+        path: the STAR file.
+        require_poses: if true, the angle columns rlnAngleRot/Tilt/Psi must be present (else
+            they default to 0).
     """
     path = Path(path)
+    blocks = _read_blocks(path)
+    if "optics" in blocks:
+        ob, pb = "optics", "particles"
+        optics, particles = _frames_31(blocks, str(path))
+    else:
+        pb = _relion30_block_name(blocks, str(path))
+        optics, particles = _frames_30(blocks, str(path), path, pb)
+        ob = None
+    if len(particles) == 0:
+        raise InputError(f"{path}: data_{pb} has no particles")
+    optics, particles = _normalise(
+        optics,
+        particles,
+        src=str(path),
+        path=path,
+        optics_block=ob,
+        particles_block=pb,
+        require_poses=require_poses,
+        star_path_for_images=path,
+    )
+    return ParticleTable(optics=optics, particles=particles, path=path.absolute())
+
+
+def _read_blocks(path: Path) -> dict:
+    """The data blocks of a STAR file (``rlnImageName`` kept as text)."""
     src = str(path)
     if not path.exists():
         raise InputError(f"{src}: STAR file not found")
@@ -536,68 +644,74 @@ def read_particles(path, require_poses: bool = False) -> ParticleTable:
         raise InputError(f"{src}: cannot parse STAR file: {type(err).__name__}: {err}") from None
     if not blocks:
         raise InputError(f"{src}: no data_ blocks found (not a STAR file?)")
+    return blocks
 
-    if "optics" in blocks:
-        if "particles" not in blocks:
-            raise InputError(
-                f"{src}: no data_particles block (blocks found: "
-                f"{', '.join('data_' + k for k in blocks)})"
-            )
-        optics = _as_frame(blocks["optics"], src, "optics")
-        particles = _as_frame(blocks["particles"], src, "particles")
-        pb, ob = "particles", "optics"
-        dropped = [c for c in ("rlnOriginX", "rlnOriginY") if c in particles.columns]
-        if dropped:
-            warnings.warn(
-                f"{src}: pixel origins {', '.join(dropped)} ignored (the file has an optics "
-                "block; RELION 3.1 ignores them too); use rlnOriginX/YAngst",
-                stacklevel=2,
-            )
-            particles = particles.drop(columns=dropped)
-    else:
-        name = "particles" if "particles" in blocks else None
-        if name is None:
-            for k, b in blocks.items():
-                if isinstance(b, pd.DataFrame | dict) and "rlnImageName" in b:
-                    name = k
-                    break
-        if name is None:
-            raise InputError(
-                f"{src}: no particle block (no data_particles and no block with rlnImageName; "
-                f"blocks found: {', '.join('data_' + k for k in blocks)})"
-            )
-        particles = _as_frame(blocks[name], src, name)
-        if "rlnImageName" not in particles.columns:
-            raise InputError(f"{src}: data_{name} has no column rlnImageName (required)")
-        if len(particles) == 0:
-            raise InputError(f"{src}: data_{name} has no particles")
-        optics, particles = _from_relion30(particles, src, path, name)
-        pb, ob = name, None
-    if len(particles) == 0:
-        raise InputError(f"{src}: data_{pb} has no particles")
-    optics, particles = _normalise(
-        optics,
-        particles,
-        src=src,
-        path=path,
-        optics_block=ob,
-        particles_block=pb,
-        require_poses=require_poses,
-        star_path_for_images=path,
+
+def _frames_31(blocks: dict, src: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(optics, particles) of a RELION 3.1+ file; pixel origins dropped as RELION does."""
+    if "particles" not in blocks:
+        raise InputError(
+            f"{src}: no data_particles block (blocks found: "
+            f"{', '.join('data_' + k for k in blocks)})"
+        )
+    optics = _as_frame(blocks["optics"], src, "optics")
+    particles = _as_frame(blocks["particles"], src, "particles")
+    dropped = [c for c in ("rlnOriginX", "rlnOriginY") if c in particles.columns]
+    if dropped:
+        warnings.warn(
+            f"{src}: pixel origins {', '.join(dropped)} ignored (the file has an optics "
+            "block; RELION 3.1 ignores them too); use rlnOriginX/YAngst",
+            stacklevel=4,
+        )
+        particles = particles.drop(columns=dropped)
+    return optics, particles
+
+
+def _relion30_block_name(blocks: dict, src: str) -> str:
+    """The particle block of a RELION 3.0 file: data_particles, else the first with images."""
+    if "particles" in blocks:
+        return "particles"
+    for k, b in blocks.items():
+        if isinstance(b, pd.DataFrame | dict) and "rlnImageName" in b:
+            return k
+    raise InputError(
+        f"{src}: no particle block (no data_particles and no block with rlnImageName; "
+        f"blocks found: {', '.join('data_' + k for k in blocks)})"
     )
-    return ParticleTable(optics=optics, particles=particles, path=path.absolute())
+
+
+def _frames_30(blocks: dict, src: str, path: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(optics, particles) of a RELION 3.0 file (optics groups built from per-particle values)."""
+    particles = _as_frame(blocks[name], src, name)
+    if "rlnImageName" not in particles.columns:
+        raise InputError(f"{src}: data_{name} has no column rlnImageName (required)")
+    if len(particles) == 0:
+        raise InputError(f"{src}: data_{name} has no particles")
+    return _from_relion30(particles, src, path, name)
 
 
 _DATA_BLOCK_RE = re.compile(r"^data_", re.MULTILINE)
 
 
-def write_particles(path, table_or_frames, overwrite: bool = False) -> Path:
+def write_particles(
+    path: str | os.PathLike,
+    table_or_frames: ParticleTable | tuple | list | dict,
+    overwrite: bool = False,
+) -> Path:
     """Write a particle STAR file in RELION 3.1 form (data_optics + data_particles), atomically.
 
-    ``table_or_frames`` is a :class:`ParticleTable`, a tuple ``(optics, particles)`` of
-    DataFrames, or a dict with keys ``"optics"`` and ``"particles"``. The frames are validated and
-    completed as on reading (RELION defaults); extra columns are written after RELION's. Floats
-    are written with the shortest representation that reads back bit-identical.
+    The frames are validated and completed as on reading (RELION defaults); extra columns are
+    written after RELION's. Floats are written with the shortest representation that reads back
+    bit-identical.
+
+    Arguments:
+        path: the STAR file to write (its directory must exist).
+        table_or_frames: a :class:`ParticleTable`, a tuple ``(optics, particles)`` of DataFrames,
+            or a dict with keys ``"optics"`` and ``"particles"``.
+        overwrite: replace an existing file.
+
+    Returns:
+        ``path``.
     """
     path = Path(path)
     src = str(path)
@@ -630,10 +744,7 @@ def write_particles(path, table_or_frames, overwrite: bool = False) -> Path:
         star_path_for_images=None,
     )
     # RELION writes 1-based indices with at least 6 digits: 1@s.mrcs -> 000001@s.mrcs
-    particles["rlnImageName"] = [
-        f"{int(m.group(1)):06d}@{m.group(2)}"
-        for m in map(_IMAGE_NAME.match, particles["rlnImageName"])
-    ]
+    particles["rlnImageName"] = [_six_digit_index(name) for name in particles["rlnImageName"]]
     text = StarWriter({"optics": optics, "particles": particles}, float_format=None).to_string()
     text = _DATA_BLOCK_RE.sub("# version 30001\ndata_", text)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -647,11 +758,23 @@ def write_particles(path, table_or_frames, overwrite: bool = False) -> Path:
     return path
 
 
+def _six_digit_index(name: str) -> str:
+    """``1@s.mrcs`` -> ``000001@s.mrcs``, the rest of the name unchanged (``:mrcs`` kept)."""
+    m = _IMAGE_NAME.match(name)
+    if m is None:  # _normalise has validated every name
+        raise InputError(f"image name {name!r} is not of the form NNNNNN@path")
+    return f"{int(m.group(1)):06d}@{m.group(2)}"
+
+
 # --------------------------------------------------------------------------------------------
 # arrays for JAX
 # --------------------------------------------------------------------------------------------
 def particle_columns(table: ParticleTable) -> dict[str, np.ndarray]:
-    """Per-particle float32 numpy arrays of every pose/CTF quantity (optics broadcast)."""
+    """Per-particle float32 numpy arrays of every pose/CTF quantity (optics broadcast).
+
+    Arguments:
+        table: the particles; angles in degrees, shifts and defocus in A, voltage in kV.
+    """
     p, o = table.particles, table.optics
     rows = table.optics_rows()
     f = lambda s: s.to_numpy(dtype=np.float32)
@@ -674,8 +797,16 @@ def particle_columns(table: ParticleTable) -> dict[str, np.ndarray]:
     }
 
 
-def arrays_from_columns(cols: dict[str, np.ndarray], idx: np.ndarray) -> dict:
-    """JAX arrays (rotations, shifts, ctf) of the particles ``idx`` of :func:`particle_columns`."""
+def arrays_from_columns(cols: dict[str, np.ndarray], idx: Int[np.ndarray, " b"]) -> dict:
+    """JAX arrays (rotations, shifts, ctf) of the particles ``idx`` of :func:`particle_columns`.
+
+    Arguments:
+        cols: the output of :func:`particle_columns`.
+        idx: 0-based particle indices (b,).
+
+    Returns:
+        ``{"rotations": (b, 3, 3), "shifts": (b, 2) in A, "ctf": CTFParams with (b,) fields}``.
+    """
     g = lambda k: jnp.asarray(cols[k][idx])
     rotations = euler_to_matrix(g("rot"), g("tilt"), g("psi")).astype(jnp.float32)
     shifts = jnp.stack([g("shift_x"), g("shift_y")], axis=-1)
@@ -693,11 +824,15 @@ def arrays_from_columns(cols: dict[str, np.ndarray], idx: np.ndarray) -> dict:
     return {"rotations": rotations, "shifts": shifts, "ctf": ctf}
 
 
-def particle_arrays(table: ParticleTable, indices=None) -> dict:
+def particle_arrays(table: ParticleTable, indices: ArrayLike | Sequence[int] | None = None) -> dict:
     """JAX-ready float32 arrays of the particles ``indices`` (0-based; all if None).
 
     Returns ``{"rotations": (b, 3, 3), "shifts": (b, 2) [originX, originY] in Angstrom,
     "ctf": CTFParams with (b,) fields}``; optics-group values are broadcast to particles.
+
+    Arguments:
+        table: the particles.
+        indices: 0-based particle indices (any integer array-like), or None for all.
     """
     n = len(table)
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from cryoensemble.errors import InputError, check_positive
 
@@ -29,24 +29,37 @@ def frequency_grid(
     return jnp.broadcast_to(kx[None, :], (n, kx.size)), jnp.broadcast_to(ky[:, None], (n, kx.size))
 
 
-def frequency_radius(n: int, pixel_size: float, rfft: bool = True, dtype=jnp.float32):
-    """|k| in 1/Angstrom on the grid of :func:`frequency_grid`."""
+def frequency_radius(
+    n: int, pixel_size: float, rfft: bool = True, dtype=jnp.float32
+) -> Float[Array, "n m"]:
+    """|k| in 1/Angstrom on the grid of :func:`frequency_grid`.
+
+    Arguments:
+        n: image side in pixels.
+        pixel_size: Angstrom per pixel.
+        rfft: the ``jnp.fft.rfft2`` layout (n, n // 2 + 1) (default), else (n, n).
+        dtype: floating dtype of the grid.
+    """
     kx, ky = frequency_grid(n, pixel_size, rfft, dtype)
     return jnp.hypot(kx, ky)
 
 
-def fourier_crop(images: Float[Array, "*b n n"], size: int) -> Float[Array, "*b size size"]:
+def fourier_crop(images: Float[ArrayLike, "*b n n"], size: int) -> Float[Array, "*b size size"]:
     """Images (..., n, n) Fourier-cropped to (..., size, size): the band-limited images sampled on
     pixels n / size times larger.
 
     Frequencies |k_x|, |k_y| < size / 2 (in Fourier pixels of the n grid) are kept; values are
-    kept (a constant image stays constant) and the centre pixel n // 2 maps to size // 2. White
-    noise of variance s^2 becomes white noise of variance s^2 (size / n)^2.
+    kept (a constant image stays constant) and the centre pixel n // 2 maps to size // 2. The
+    small grid's Nyquist row and column get the mean of the large grid's +size/2 and -size/2
+    lines (rows and columns treated alike; the result is the real part of the cropped complex
+    spectrum). White noise of variance s^2 becomes white noise of variance s^2 (size / n)^2,
+    except on that Nyquist row and column, which keep half their power.
 
     Arguments:
         images: (..., n, n) real images.
         size: even output side, 2 <= size <= n.
     """
+    images = jnp.asarray(images)
     n = images.shape[-1]
     if size == n:
         return images
@@ -54,13 +67,15 @@ def fourier_crop(images: Float[Array, "*b n n"], size: int) -> Float[Array, "*b 
         raise InputError(f"Fourier crop to {size} pixels: need an even size in [2, {n}]")
     h = size // 2
     ft = jnp.fft.rfft2(jnp.fft.ifftshift(images, axes=(-2, -1)))
-    ft = jnp.concatenate([ft[..., :h, : h + 1], ft[..., n - h :, : h + 1]], axis=-2)
+    # the Nyquist row: mean of the +h and -h rows, as the inverse real FFT does for the column
+    nyquist = 0.5 * (ft[..., h : h + 1, : h + 1] + ft[..., n - h : n - h + 1, : h + 1])
+    ft = jnp.concatenate([ft[..., :h, : h + 1], nyquist, ft[..., n - h + 1 :, : h + 1]], axis=-2)
     out = jnp.fft.irfft2(ft * (size / n) ** 2, s=(size, size))
     return jnp.fft.fftshift(out, axes=(-2, -1)).astype(images.dtype)
 
 
 def lowpass(
-    array: Float[Array, "..."],
+    array: Float[ArrayLike, "..."],
     pixel_size: float,
     resolution: float,
     edge_width: float | None = None,

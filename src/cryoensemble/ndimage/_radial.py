@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int
 
 
 def radial_index(n: int, rfft: bool = True) -> Int[np.ndarray, "n m"]:
@@ -24,7 +25,7 @@ def radial_index(n: int, rfft: bool = True) -> Int[np.ndarray, "n m"]:
 
 
 def radial_average(
-    values: Float[Array, "*b n m"], rfft: bool = True, n_rings: int | None = None
+    values: Float[ArrayLike, "*b n m"], rfft: bool = True, n_rings: int | None = None
 ) -> Float[Array, "*b r"]:
     """Mean over rings of equal |k| of FFT-layout values, rings 0 .. n_rings - 1.
 
@@ -38,30 +39,46 @@ def radial_average(
     Returns:
         (..., n_rings) ring means; ring r is the spatial frequency r / (n * pixel_size).
     """
+    values = jnp.asarray(values)
     n = values.shape[-2]
     n_rings = n // 2 + 1 if n_rings is None else n_rings
-    idx = radial_index(n, rfft)
+    idx = radial_index(n, rfft).reshape(-1)
     keep = idx < n_rings
-    onehot = jnp.asarray((idx[keep][:, None] == np.arange(n_rings)[None, :]), values.dtype)
-    counts = jnp.sum(onehot, axis=0)
-    v = jnp.asarray(values)[..., keep]
-    return (v @ onehot) / jnp.maximum(counts, 1)
+    # Sum per ring with a segment sum over the flattened grid (memory O(n^2), not O(n^2 rings)).
+    v = values.reshape(values.shape[:-2] + (-1,))[..., keep]
+    sums = jax.ops.segment_sum(jnp.moveaxis(v, -1, 0), idx[keep], num_segments=n_rings)
+    counts = np.bincount(idx[keep], minlength=n_rings)
+    return jnp.moveaxis(sums, 0, -1) / jnp.asarray(np.maximum(counts, 1), values.dtype)
 
 
 def radial_to_grid(
-    profile: Float[Array, "*b r"], n: int, rfft: bool = True
+    profile: Float[ArrayLike, "*b r"], n: int, rfft: bool = True
 ) -> Float[Array, "*b n m"]:
-    """Spread a radial profile back onto the FFT grid (rings beyond the profile take its last
-    value), the inverse of :func:`radial_average` for radially symmetric arrays."""
+    """Spread a radial profile back onto the FFT grid, the inverse of :func:`radial_average` for
+    radially symmetric arrays.
+
+    Arguments:
+        profile: (..., r) values per ring (ring i at |k| = i Fourier pixels); rings beyond the
+            profile take its last value.
+        n: image side in pixels.
+        rfft: the ``jnp.fft.rfft2`` layout (n, n // 2 + 1) (default), else (n, n).
+    """
+    profile = jnp.asarray(profile)
     idx = np.minimum(radial_index(n, rfft), profile.shape[-1] - 1)
-    return jnp.asarray(profile)[..., idx]
+    return profile[..., idx]
 
 
-def radial_power_spectrum(images: Float[Array, "*b n n"]) -> Float[Array, " r"]:
+def radial_power_spectrum(images: Float[ArrayLike, "*b n n"]) -> Float[Array, " r"]:
     """Ring-averaged power |FFT|^2 / n^2 of images (..., n, n), averaged over all leading axes.
 
     Normalised so that white noise of variance s^2 has a flat spectrum s^2. Ring r is the spatial
     frequency r / (n * pixel_size), r = 0 .. n // 2.
+
+    Arguments:
+        images: (..., n, n) real images.
+
+    Returns:
+        (n // 2 + 1,) power per ring, in image units squared.
     """
     x = jnp.asarray(images)
     n = x.shape[-1]

@@ -16,10 +16,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from cryoensemble.errors import InputError
-from cryoensemble.scattering._constants import electron_wavelength
+from cryoensemble.scattering import electron_wavelength
 
 
 class CTFParams(eqx.Module):
@@ -91,8 +91,16 @@ def _check_concrete(name: str, value, ok, what: str) -> None:
         raise InputError(f"CTF parameter {name} must be {what}{where}")
 
 
-def ctf_phase(params: CTFParams, kx: Array, ky: Array) -> Array:
-    """RELION's gamma(k) in radians at spatial frequencies ``kx``, ``ky`` (1/Angstrom)."""
+def ctf_phase(
+    params: CTFParams, kx: Float[ArrayLike, "..."], ky: Float[ArrayLike, "..."]
+) -> Float[Array, "..."]:
+    """RELION's gamma(k) in radians (see the module docstring).
+
+    Arguments:
+        params: the CTF parameters (fields broadcast against ``kx``).
+        kx: spatial frequencies along x (image columns) in 1/Angstrom.
+        ky: spatial frequencies along y (image rows) in 1/Angstrom, broadcastable with ``kx``.
+    """
     lam = electron_wavelength(params.voltage)
     k2 = kx**2 + ky**2
     # dz(phi) k^2 without atan2: with a = angle, cos^2(phi - a) = (1 + cos(2 phi - 2 a)) / 2 and
@@ -113,20 +121,15 @@ def ctf_phase(params: CTFParams, kx: Array, ky: Array) -> Array:
     )
 
 
-def ctf(params: CTFParams, kx: Array, ky: Array) -> Array:
-    """RELION's CTF, -sin(gamma) exp(-B k^2/4) scale, at ``kx``, ``ky`` (1/Angstrom)."""
+def ctf(
+    params: CTFParams, kx: Float[ArrayLike, "..."], ky: Float[ArrayLike, "..."]
+) -> Float[Array, "..."]:
+    """RELION's CTF, -sin(gamma) exp(-B k^2/4) scale (dimensionless).
+
+    Arguments:
+        params: the CTF parameters (fields broadcast against ``kx``).
+        kx: spatial frequencies along x (image columns) in 1/Angstrom.
+        ky: spatial frequencies along y (image rows) in 1/Angstrom, broadcastable with ``kx``.
+    """
     k2 = kx**2 + ky**2
     return -jnp.sin(ctf_phase(params, kx, ky)) * jnp.exp(-params.b_factor * k2 / 4) * params.scale
-
-
-def frequency_grid(n: int, pixel_size: float, rfft: bool = True, dtype=jnp.float32):
-    """Spatial frequencies (kx, ky) in 1/Angstrom of an n x n image in FFT order.
-
-    Arrays of shape (n, n // 2 + 1) for ``rfft`` (the layout of ``jnp.fft.rfft2``), else (n, n);
-    ky varies along axis 0 (rows), kx along axis 1 (columns).
-    """
-    ky = jnp.fft.fftfreq(n, d=pixel_size).astype(dtype)
-    kx = (jnp.fft.rfftfreq(n, d=pixel_size) if rfft else jnp.fft.fftfreq(n, d=pixel_size)).astype(
-        dtype
-    )
-    return jnp.broadcast_to(kx[None, :], (n, kx.size)), jnp.broadcast_to(ky[:, None], (n, kx.size))

@@ -15,13 +15,30 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jax.typing import DTypeLike
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
+
+__all__ = [
+    "euler_to_matrix",
+    "matrix_to_euler",
+    "matrix_to_quaternion",
+    "quaternion_to_matrix",
+    "random_euler_angles",
+    "random_quaternions",
+    "random_rotations",
+]
 
 
 def euler_to_matrix(
-    rot: Float[Array, "*b"], tilt: Float[Array, "*b"], psi: Float[Array, "*b"]
+    rot: Real[ArrayLike, "*b"], tilt: Real[ArrayLike, "*b"], psi: Real[ArrayLike, "*b"]
 ) -> Float[Array, "*b 3 3"]:
-    """RELION rotation matrix from Euler angles (rot, tilt, psi) in degrees."""
+    """RELION rotation matrix (dimensionless) from Euler angles (rot, tilt, psi).
+
+    Arguments:
+        rot: first ZYZ angle in degrees (RELION ``rlnAngleRot``).
+        tilt: second angle in degrees (``rlnAngleTilt``).
+        psi: third angle in degrees (``rlnAnglePsi``).
+    """
     ph, th, ps = (jnp.deg2rad(jnp.asarray(a)) for a in (rot, tilt, psi))
     cph, sph = jnp.cos(ph), jnp.sin(ph)
     cth, sth = jnp.cos(th), jnp.sin(th)
@@ -34,11 +51,16 @@ def euler_to_matrix(
     return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
 
 
-def matrix_to_euler(matrix: Float[Array, "*b 3 3"]) -> tuple[Array, Array, Array]:
+def matrix_to_euler(
+    matrix: Float[ArrayLike, "*b 3 3"],
+) -> tuple[Float[Array, "*b"], Float[Array, "*b"], Float[Array, "*b"]]:
     """Inverse of :func:`euler_to_matrix`: (rot, tilt, psi) in degrees, tilt in [0, 180].
 
     At tilt = 0 or 180 (gimbal lock) only rot + psi (or rot - psi) is defined; psi is set to 0
     there, as RELION does.
+
+    Arguments:
+        matrix: RELION rotation matrices.
     """
     m = jnp.asarray(matrix)
     cth = jnp.clip(m[..., 2, 2], -1.0, 1.0)
@@ -53,11 +75,15 @@ def matrix_to_euler(matrix: Float[Array, "*b 3 3"]) -> tuple[Array, Array, Array
     return jnp.rad2deg(rot), jnp.rad2deg(tilt), jnp.rad2deg(psi)
 
 
-def quaternion_to_matrix(q: Float[Array, "*b 4"]) -> Float[Array, "*b 3 3"]:
-    """Rotation matrix of a quaternion (w, x, y, z), normalised first; active rotation R @ r."""
-    q = jnp.asarray(q)
-    q = q / jnp.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+def quaternion_to_matrix(q: Float[ArrayLike, "*b 4"]) -> Float[Array, "*b 3 3"]:
+    """Rotation matrix of a quaternion; active rotation ``R @ r``.
+
+    Arguments:
+        q: quaternions (w, x, y, z), scalar first; normalised here (need not be unit).
+    """
+    qa = jnp.asarray(q)
+    qa = qa / jnp.linalg.norm(qa, axis=-1, keepdims=True)
+    w, x, y, z = qa[..., 0], qa[..., 1], qa[..., 2], qa[..., 3]
     rows = [
         [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
@@ -66,8 +92,12 @@ def quaternion_to_matrix(q: Float[Array, "*b 4"]) -> Float[Array, "*b 3 3"]:
     return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
 
 
-def matrix_to_quaternion(matrix: Float[Array, "*b 3 3"]) -> Float[Array, "*b 4"]:
-    """Unit quaternion (w, x, y, z), w >= 0, of a rotation matrix (Shepperd's method, branch-free)."""
+def matrix_to_quaternion(matrix: Float[ArrayLike, "*b 3 3"]) -> Float[Array, "*b 4"]:
+    """Unit quaternion (w, x, y, z), w >= 0, of a rotation matrix (Shepperd's method, branch-free).
+
+    Arguments:
+        matrix: rotation matrices (proper, orthogonal).
+    """
     m = jnp.asarray(matrix)
     tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
     # Four candidate solutions; pick the numerically largest denominator.
@@ -122,18 +152,44 @@ def matrix_to_quaternion(matrix: Float[Array, "*b 3 3"]) -> Float[Array, "*b 4"]
     return q * jnp.where(q[..., :1] < 0, -1.0, 1.0)
 
 
-def random_quaternions(key: jax.Array, n: int, dtype=jnp.float32) -> Float[Array, "n 4"]:
-    """Uniformly distributed unit quaternions (Haar measure on SO(3)): normalised 4-D Gaussians."""
+def random_quaternions(
+    key: PRNGKeyArray, n: int, dtype: DTypeLike = jnp.float32
+) -> Float[Array, "{n} 4"]:
+    """Uniformly distributed unit quaternions (w, x, y, z), w >= 0 (Haar measure on SO(3)).
+
+    Drawn as normalised 4-D Gaussians.
+
+    Arguments:
+        key: a JAX random key.
+        n: the number of quaternions.
+        dtype: floating dtype of the result.
+    """
     q = jax.random.normal(key, (n, 4), dtype=dtype)
     q = q / jnp.linalg.norm(q, axis=-1, keepdims=True)
     return q * jnp.where(q[:, :1] < 0, -1.0, 1.0)
 
 
-def random_rotations(key: jax.Array, n: int, dtype=jnp.float32) -> Float[Array, "n 3 3"]:
-    """``n`` rotation matrices drawn uniformly from SO(3)."""
+def random_rotations(
+    key: PRNGKeyArray, n: int, dtype: DTypeLike = jnp.float32
+) -> Float[Array, "{n} 3 3"]:
+    """``n`` rotation matrices drawn uniformly from SO(3) (Haar measure).
+
+    Arguments:
+        key: a JAX random key.
+        n: the number of rotations.
+        dtype: floating dtype of the result.
+    """
     return quaternion_to_matrix(random_quaternions(key, n, dtype))
 
 
-def random_euler_angles(key: jax.Array, n: int, dtype=jnp.float32) -> tuple[Array, Array, Array]:
-    """Uniform random rotations expressed as RELION (rot, tilt, psi) in degrees."""
+def random_euler_angles(
+    key: PRNGKeyArray, n: int, dtype: DTypeLike = jnp.float32
+) -> tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, " n"]]:
+    """Uniform random rotations expressed as RELION (rot, tilt, psi) in degrees.
+
+    Arguments:
+        key: a JAX random key.
+        n: the number of rotations.
+        dtype: floating dtype of the angles.
+    """
     return matrix_to_euler(random_rotations(key, n, dtype))

@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from types import ModuleType
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from cryoensemble.errors import InputError
 from cryoensemble.pose._euler import euler_to_matrix, matrix_to_quaternion
@@ -52,20 +55,28 @@ _JPLL = (1, 3, 5, 7, 0, 2, 4, 6, 1, 3, 5, 7)
 _MAX_LEVEL = 12
 
 
-def _check_level(level) -> int:
+def _check_level(level: Any) -> int:
     if isinstance(level, bool) or int(level) != level or not 0 <= int(level) <= _MAX_LEVEL:
         raise InputError(f"grid level must be an integer in [0, {_MAX_LEVEL}], got {level!r}")
     return int(level)
 
 
 def n_rotations(level: int) -> int:
-    """Number of rotations of the Hopf grid of ``level``: 12 Nside^2 directions x 6 Nside psi."""
+    """Number of rotations of the Hopf grid of ``level``: 12 Nside^2 directions x 6 Nside psi.
+
+    Arguments:
+        level: the grid level, an integer in [0, 12] (Nside = 2^level).
+    """
     nside = 2 ** _check_level(level)
     return 72 * nside**3
 
 
 def nominal_resolution(level: int) -> float:
-    """The grid spacing in degrees: the psi step 360 / (6 Nside) = 60 / 2^level."""
+    """The grid spacing in degrees: the psi step 360 / (6 Nside) = 60 / 2^level.
+
+    Arguments:
+        level: the grid level, an integer in [0, 12].
+    """
     return 60.0 / 2 ** _check_level(level)
 
 
@@ -77,18 +88,24 @@ def _compress_bits(v, xp, n_bits: int):
     return out
 
 
-def healpix_nest_angles(nside: int, pix, xp=jnp):
+def healpix_nest_angles(
+    nside: int, pix: Int[ArrayLike, "*b"], xp: ModuleType = jnp
+) -> tuple[Float[Array | np.ndarray, "*b"], Float[Array | np.ndarray, "*b"]]:
     """(theta, phi) in radians of the centres of HEALPix NESTED pixels ``pix`` at ``nside``.
 
-    theta is the polar angle (colatitude) in [0, pi], phi the azimuth in [0, 2 pi). ``xp`` is
-    ``jax.numpy`` (default; traceable) or ``numpy``. Follows healpix_base ``pix2ang`` (nest2xyf,
-    then the ring number and the position in the ring).
+    theta is the polar angle (colatitude) in [0, pi], phi the azimuth in [0, 2 pi). Follows
+    healpix_base ``pix2ang`` (nest2xyf, then the ring number and the position in the ring).
+
+    Arguments:
+        nside: the HEALPix resolution parameter (a power of 2).
+        pix: pixel indices in [0, 12 nside^2), NESTED numbering.
+        xp: the array module, ``jax.numpy`` (default; traceable) or ``numpy``.
     """
     nside = int(nside)
-    pix = xp.asarray(pix).astype(xp.int32)
+    p = xp.asarray(pix).astype(xp.int32)
     npface = nside * nside
-    face = pix // npface
-    ipf = pix % npface
+    face = p // npface
+    ipf = p % npface
     n_bits = max(1, int(math.log2(nside)) + 1)
     ix = _compress_bits(ipf, xp, n_bits)
     iy = _compress_bits(ipf >> 1, xp, n_bits)
@@ -113,27 +130,56 @@ def healpix_nest_angles(nside: int, pix, xp=jnp):
     return theta, phi
 
 
-def cell_euler(level: int, pix, psi_index, xp=jnp):
-    """RELION Euler angles (rot, tilt, psi) in degrees of grid cells (pixel, psi index)."""
+def cell_euler(
+    level: int, pix: Int[ArrayLike, "*b"], psi_index: Int[ArrayLike, "*b"], xp: ModuleType = jnp
+) -> tuple[
+    Float[Array | np.ndarray, "*b"],
+    Float[Array | np.ndarray, "*b"],
+    Float[Array | np.ndarray, "*b"],
+]:
+    """RELION Euler angles (rot, tilt, psi) in degrees of grid cells (pixel, psi index).
+
+    Arguments:
+        level: the grid level.
+        pix: HEALPix NESTED pixel indices at Nside = 2^level.
+        psi_index: in-plane indices in [0, 6 Nside).
+        xp: the array module, ``jax.numpy`` (default) or ``numpy``.
+    """
     nside = 2 ** int(level)
     theta, phi = healpix_nest_angles(nside, pix, xp)
     psi = (xp.asarray(psi_index) + 0.5) * (360.0 / (6 * nside))
     return xp.rad2deg(phi), xp.rad2deg(theta), psi
 
 
-def cell_rotations(level: int, pix, psi_index):
-    """RELION rotation matrices (..., 3, 3) of the cells (pixel, psi index) of ``level`` (JAX)."""
+def cell_rotations(
+    level: int, pix: Int[ArrayLike, "*b"], psi_index: Int[ArrayLike, "*b"]
+) -> Float[Array, "*b 3 3"]:
+    """RELION rotation matrices (float32) of the cells (pixel, psi index) of ``level`` (JAX).
+
+    Arguments:
+        level: the grid level.
+        pix: HEALPix NESTED pixel indices at Nside = 2^level.
+        psi_index: in-plane indices in [0, 6 Nside).
+    """
     rot, tilt, psi = cell_euler(level, pix, psi_index, jnp)
     return euler_to_matrix(rot, tilt, psi).astype(jnp.float32)
 
 
-def cell_children(pix, psi_index, xp=jnp):
-    """The 8 children (pixel, psi index) at the next level, as arrays (..., 8)."""
-    pix = xp.asarray(pix)
-    psi_index = xp.asarray(psi_index)
+def cell_children(
+    pix: Int[ArrayLike, "*b"], psi_index: Int[ArrayLike, "*b"], xp: ModuleType = jnp
+) -> tuple[Int[Array | np.ndarray, "*b 8"], Int[Array | np.ndarray, "*b 8"]]:
+    """The 8 children (pixel, psi index) at the next level, as arrays (..., 8).
+
+    Arguments:
+        pix: HEALPix NESTED pixel indices of the parent cells.
+        psi_index: their in-plane indices.
+        xp: the array module, ``jax.numpy`` (default) or ``numpy``.
+    """
+    p = xp.asarray(pix)
+    q = xp.asarray(psi_index)
     i = xp.asarray(np.repeat(np.arange(4), 2).astype(np.int32))
     j = xp.asarray(np.tile(np.arange(2), 4).astype(np.int32))
-    return 4 * pix[..., None] + i, 2 * psi_index[..., None] + j
+    return 4 * p[..., None] + i, 2 * q[..., None] + j
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -153,14 +199,17 @@ class SO3Grid:
 
     @property
     def nside(self) -> int:
+        """The HEALPix Nside = 2^level."""
         return 2**self.level
 
     @property
     def size(self) -> int:
+        """The number of rotations, 72 * 8^level."""
         return len(self.pixels)
 
     @property
     def log_weights(self) -> np.ndarray:
+        """The log quadrature weights (N,): uniform, -log N."""
         return np.full(self.size, -math.log(self.size))
 
     @property
@@ -177,7 +226,11 @@ class SO3Grid:
 
 
 def hopf_grid(level: int) -> SO3Grid:
-    """The uniform Hopf-fibration grid on SO(3) of ``level`` (72 * 8^level rotations)."""
+    """The uniform Hopf-fibration grid on SO(3) of ``level`` (72 * 8^level rotations).
+
+    Arguments:
+        level: the grid level, an integer in [0, 12]; spacing about 60 / 2^level degrees.
+    """
     level = _check_level(level)
     nside = 2**level
     n_pix, n_psi = 12 * nside * nside, 6 * nside
@@ -189,8 +242,15 @@ def hopf_grid(level: int) -> SO3Grid:
     return SO3Grid(level, pixels, psi_index, euler, rotations)
 
 
-def geodesic_distance(q1, q2) -> np.ndarray:
-    """Rotation angle in degrees between unit quaternions (broadcast), 2 arccos |q1 . q2|."""
+def geodesic_distance(
+    q1: Float[ArrayLike, "*b 4"], q2: Float[ArrayLike, "*b 4"]
+) -> Float[np.ndarray, "*b"]:
+    """Rotation angle in degrees between unit quaternions (broadcast), 2 arccos |q1 . q2|.
+
+    Arguments:
+        q1: unit quaternions (w, x, y, z).
+        q2: unit quaternions, broadcast against ``q1``.
+    """
     d = np.abs(np.sum(np.asarray(q1) * np.asarray(q2), axis=-1))
     return np.rad2deg(2.0 * np.arccos(np.clip(d, 0.0, 1.0)))
 
@@ -207,14 +267,21 @@ def _nearest(queries: np.ndarray, points: np.ndarray, exclude_self: bool, chunk:
     return out
 
 
-def grid_resolution(grid: SO3Grid | np.ndarray, n_samples: int = 20000, seed: int = 0) -> dict:
+def grid_resolution(
+    grid: SO3Grid | Float[ArrayLike, "n 4"], n_samples: int = 20000, seed: int = 0
+) -> dict[str, float | int]:
     """Measured resolution of a rotation grid (an :class:`SO3Grid` or (N, 4) quaternions).
 
     Returns ``mean_nn``, ``median_nn``, ``max_nn`` (nearest-neighbour geodesic distances within
     the grid, degrees) and ``covering_radius`` (the largest distance from ``n_samples`` uniform
     random rotations to their nearest grid rotation, a lower bound of the true covering radius)
     and ``mean_error`` (the mean of those distances: the expected error of snapping a random
-    rotation to the grid).
+    rotation to the grid), plus ``n_rotations``.
+
+    Arguments:
+        grid: the grid, or its rotations as unit quaternions (w, x, y, z).
+        n_samples: the number of uniform random rotations for the covering radius.
+        seed: the seed of those random rotations.
     """
     q = grid.quaternions() if isinstance(grid, SO3Grid) else np.asarray(grid, np.float64)
     rng = np.random.default_rng(seed)

@@ -19,16 +19,23 @@ The public entry points (``dram_enp``, ``dram_onp``, ``kabsch``, ``horn``, ``sup
 ``rmsd``) validate their input on the host with numpy and raise :class:`InputError`; the
 ``*_batched`` functions are jit-compiled, vmapped over a leading batch axis and do no validation.
 All functions compute in the dtype of their input: float32 by default, float64 when jax x64 is on.
+The validated entry points take any ``ArrayLike`` and check shapes themselves (an
+:class:`InputError` that names the argument, rather than a type-checker error); their results and
+the unvalidated kernels carry jaxtyping shape annotations. Coordinates are in any length unit
+(Angstrom for atomic models); rotations are dimensionless, angles in degrees.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jaxtyping import Array, ArrayLike, Float
 
 from cryoensemble.errors import InputError
 from cryoensemble.pose._euler import quaternion_to_matrix
@@ -56,6 +63,10 @@ __all__ = [
     "rmsd",
 ]
 
+#: Inputs of the validated entry points: anything numpy or JAX turns into an array (nested lists
+#: included); shapes and dtypes are checked by :func:`_validate` with messages naming the argument.
+Points = ArrayLike | npt.ArrayLike
+
 CORRECTIONS = ("svd", "quaternion")
 METHODS = ("dram", "kabsch", "horn")
 #: relative singular-value threshold below which a (centred, weighted) point set counts as
@@ -78,11 +89,14 @@ def _det3(m: jax.Array) -> jax.Array:
     return _det3_columns(m[..., :, 0], m[..., :, 1], m[..., :, 2])
 
 
-def nearest_rotation_svd(m: jax.Array) -> jax.Array:
+def nearest_rotation_svd(m: Float[ArrayLike, "*b 3 3"]) -> Float[Array, "*b 3 3"]:
     """Proper rotation closest to ``m`` (..., 3, 3) in the Frobenius norm, by SVD.
 
     ``m = U diag(s) V^T`` gives ``R = U diag(1, 1, sign det(U V^T)) V^T``, the maximiser of
     ``trace(R^T m)`` over SO(3) (the Kabsch / orthogonal-Procrustes solution).
+
+    Arguments:
+        m: real 3 x 3 matrices (dimensionless), with any leading batch axes.
     """
     m = jnp.asarray(m)
     u, _, vt = jnp.linalg.svd(m)
@@ -105,7 +119,7 @@ def _horn_matrix(m: jax.Array) -> jax.Array:
     return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
 
 
-def nearest_rotation_quaternion(m: jax.Array) -> jax.Array:
+def nearest_rotation_quaternion(m: Float[ArrayLike, "*b 3 3"]) -> Float[Array, "*b 3 3"]:
     """Proper rotation closest to ``m`` (..., 3, 3) in the Frobenius norm, by a quaternion.
 
     ``||R - m||^2 = const - 2 trace(R^T m)`` and ``trace(R(q)^T m) = q^T K q`` with ``K`` the
@@ -113,6 +127,9 @@ def nearest_rotation_quaternion(m: jax.Array) -> jax.Array:
     cross-covariance), so the best rotation is ``R(q)`` for the eigenvector ``q`` of the largest
     eigenvalue of ``K``.  Same answer as :func:`nearest_rotation_svd` (up to rounding) whenever
     that eigenvalue is simple.
+
+    Arguments:
+        m: real 3 x 3 matrices (dimensionless), with any leading batch axes.
     """
     m = jnp.asarray(m)
     _, vecs = jnp.linalg.eigh(_horn_matrix(m))
@@ -127,8 +144,17 @@ def _correct(m: jax.Array, correction: str) -> jax.Array:
     raise InputError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
 
 
-def rotation_angle(r1: jax.Array, r2: jax.Array | None = None) -> jax.Array:
-    """Rotation angle in degrees of ``r1`` or, given ``r2``, of ``r1^T r2`` (the angular gap)."""
+def rotation_angle(
+    r1: Float[ArrayLike, "*b 3 3"], r2: Float[ArrayLike, "*b 3 3"] | None = None
+) -> Float[Array, "*b"]:
+    """Rotation angle in degrees, in [0, 180], of ``r1`` or, given ``r2``, of ``r1^T r2``.
+
+    Accurate for small angles too (from the antisymmetric part, not only the trace).
+
+    Arguments:
+        r1: rotation matrices.
+        r2: optional second rotations; the result is then the angular gap between the two.
+    """
     r1 = jnp.asarray(r1)
     rel = r1 if r2 is None else jnp.swapaxes(r1, -1, -2) @ jnp.asarray(r2)
     tr = jnp.trace(rel, axis1=-2, axis2=-1)
@@ -222,20 +248,38 @@ def _ones_weights(x: jax.Array, weights):
 
 def _batched(core: Callable, name: str, doc: str, with_correction: bool = False) -> Callable:
     """Jit-compiled version of ``core(x, y, w[, correction])`` vmapped over a leading axis."""
-    if with_correction:
 
-        def fn(reference, target, weights=None, correction="svd"):
-            w = _ones_weights(reference, weights)
-            return jax.vmap(functools.partial(core, correction=correction))(reference, target, w)
+    def with_corr(
+        reference: Float[ArrayLike, "b n 3"],
+        target: Float[ArrayLike, "b n d"],
+        weights: Float[ArrayLike, "b n"] | None = None,
+        correction: str = "svd",
+    ) -> Float[Array, "b 3 3"]:
+        x = jnp.asarray(reference)
+        w = _ones_weights(x, weights)
+        return jax.vmap(functools.partial(core, correction=correction))(x, target, w)
 
-    else:
+    def without(
+        reference: Float[ArrayLike, "b n 3"],
+        target: Float[ArrayLike, "b n d"],
+        weights: Float[ArrayLike, "b n"] | None = None,
+    ) -> Float[Array, "b _ 3"]:
+        x = jnp.asarray(reference)
+        w = _ones_weights(x, weights)
+        return jax.vmap(core)(x, target, w)
 
-        def fn(reference, target, weights=None):
-            w = _ones_weights(reference, weights)
-            return jax.vmap(core)(reference, target, w)
+    fn: Callable = with_corr if with_correction else without
 
     fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = doc + "\n\nJit-compiled and vmapped; no input validation (see the unbatched form)."
+    target = "projected" if "OnP" in doc else "target"
+    fn.__doc__ = (
+        doc
+        + "\n\nJit-compiled and vmapped; no input validation (see the unbatched form)."
+        + "\n\nArguments:\n    reference: points (b, n, 3), any length unit."
+        + f"\n    {target}: points (b, n, {2 if target == 'projected' else 3}), same unit."
+        + "\n    weights: non-negative per-point weights (b, n), or None (all 1)."
+        + ('\n    correction: "svd" or "quaternion".' if with_correction else "")
+    )
     statics = ("correction",) if with_correction else ()
     return jax.jit(fn, static_argnames=statics)
 
@@ -395,7 +439,12 @@ _PROCRUSTES = dict(target_name="target", target_dim=3, min_points=3, min_rank=2)
 # --------------------------------------------------------------------------------------------
 
 
-def dram_enp(reference, target, weights=None, correction: str = "svd") -> jax.Array:
+def dram_enp(
+    reference: Points,
+    target: Points,
+    weights: Points | None = None,
+    correction: str = "svd",
+) -> Float[Array, "3 3"]:
     """Rotation ``R`` (3 x 3, proper) with ``target_i ~ R @ reference_i``, by DRaM (EnP).
 
     Both (n, 3) point sets are centred on their (weighted) centroids; the DRaM
@@ -403,50 +452,93 @@ def dram_enp(reference, target, weights=None, correction: str = "svd") -> jax.Ar
     rotation (``correction="svd"`` or ``"quaternion"``).  Exact for noise-free data; with noise
     close to, but not exactly, the least-squares optimum (:func:`kabsch`).  Needs at least 4
     non-coplanar reference points (the 3 x 3 self-covariance must be invertible).
+
+    Arguments:
+        reference: points (n, 3), any length unit.
+        target: points (n, 3), same unit.
+        weights: optional non-negative per-point weights (n,) (default: all 1).
+        correction: ``"svd"`` or ``"quaternion"``, the nearest-rotation correction.
     """
     _check_correction(correction)
     x, y, w = _prepare(reference, target, weights, **_ENP)
     return _dram_enp_jit(x, y, w, correction=correction)
 
 
-def dram_onp(reference, projected, weights=None, correction: str = "svd") -> jax.Array:
+def dram_onp(
+    reference: Points,
+    projected: Points,
+    weights: Points | None = None,
+    correction: str = "svd",
+) -> Float[Array, "3 3"]:
     """Rotation ``R`` (3 x 3, proper) with ``(R @ reference_i)[:2] ~ projected_i`` (orthographic).
 
     ``reference`` (n, 3) and ``projected`` (n, 2) are centred (the in-plane shift drops out);
     the 2 x 3 DRaM gives the first two rows, their cross product the third, and the resulting
     3 x 3 matrix is corrected to the nearest proper rotation.  Needs at least 4 non-coplanar
     reference points.
+
+    Arguments:
+        reference: points (n, 3), any length unit.
+        projected: their orthographic projections (n, 2), same unit.
+        weights: optional non-negative per-point weights (n,) (default: all 1).
+        correction: ``"svd"`` or ``"quaternion"``, the nearest-rotation correction.
     """
     _check_correction(correction)
     x, p, w = _prepare(reference, projected, weights, **_ONP)
     return _dram_onp_jit(x, p, w, correction=correction)
 
 
-def dram_enp_matrix(reference, target, weights=None) -> jax.Array:
-    """Uncorrected 3 x 3 DRaM ``Y X^T (X X^T)^-1`` (centred, weighted) by Cramer's rule."""
+def dram_enp_matrix(
+    reference: Points, target: Points, weights: Points | None = None
+) -> Float[Array, "3 3"]:
+    """Uncorrected 3 x 3 DRaM ``Y X^T (X X^T)^-1`` (centred, weighted) by Cramer's rule.
+
+    Arguments:
+        reference: points (n, 3), any length unit.
+        target: points (n, 3), same unit.
+        weights: optional non-negative per-point weights (n,) (default: all 1).
+    """
     x, y, w = _prepare(reference, target, weights, **_ENP)
     return _dram_enp_matrix_jit(x, y, w)
 
 
-def dram_onp_matrix(reference, projected, weights=None) -> jax.Array:
-    """Uncorrected 2 x 3 OnP DRaM ``P X^T (X X^T)^-1`` (centred, weighted) by Cramer's rule."""
+def dram_onp_matrix(
+    reference: Points, projected: Points, weights: Points | None = None
+) -> Float[Array, "2 3"]:
+    """Uncorrected 2 x 3 OnP DRaM ``P X^T (X X^T)^-1`` (centred, weighted) by Cramer's rule.
+
+    Arguments:
+        reference: points (n, 3), any length unit.
+        projected: their orthographic projections (n, 2), same unit.
+        weights: optional non-negative per-point weights (n,) (default: all 1).
+    """
     x, p, w = _prepare(reference, projected, weights, **_ONP)
     return _dram_onp_matrix_jit(x, p, w)
 
 
-def kabsch(reference, target, weights=None) -> jax.Array:
+def kabsch(reference: Points, target: Points, weights: Points | None = None) -> Float[Array, "3 3"]:
     """Least-squares proper rotation with ``target_i ~ R @ reference_i`` by SVD (Kabsch 1976).
 
     Needs at least 3 non-collinear reference points.
+
+    Arguments:
+        reference: points (n, 3), any length unit.
+        target: points (n, 3), same unit.
+        weights: optional non-negative per-point weights (n,) (default: all 1).
     """
     x, y, w = _prepare(reference, target, weights, **_PROCRUSTES)
     return _kabsch_jit(x, y, w)
 
 
-def horn(reference, target, weights=None) -> jax.Array:
+def horn(reference: Points, target: Points, weights: Points | None = None) -> Float[Array, "3 3"]:
     """Least-squares proper rotation by the quaternion eigenvector method (Horn 1987).
 
     Same problem and answer as :func:`kabsch`.  Needs at least 3 non-collinear reference points.
+
+    Arguments:
+        reference: points (n, 3), any length unit.
+        target: points (n, 3), same unit.
+        weights: optional non-negative per-point weights (n,) (default: all 1).
     """
     x, y, w = _prepare(reference, target, weights, **_PROCRUSTES)
     return _horn_jit(x, y, w)
@@ -455,8 +547,14 @@ def horn(reference, target, weights=None) -> jax.Array:
 _SOLVERS = {"dram": dram_enp, "kabsch": kabsch, "horn": horn}
 
 
-def rmsd(a, b, weights=None) -> jax.Array:
-    """Root-mean-square deviation between two (n, 3) point sets (weighted mean if ``weights``)."""
+def rmsd(a: Points, b: Points, weights: Points | None = None) -> Float[Array, ""]:
+    """Root-mean-square deviation between two point sets, in their unit (no superposition).
+
+    Arguments:
+        a: points (n, d).
+        b: points (n, d), same unit.
+        weights: optional non-negative per-point weights (n,): a weighted mean of the squares.
+    """
     if not _is_traced(a, b, weights):
         x = _host_array("a", a)
         y = _host_array("b", b)
@@ -471,13 +569,24 @@ def rmsd(a, b, weights=None) -> jax.Array:
     return jnp.sqrt(jnp.sum(w * jnp.sum((x - y) ** 2, axis=-1)) / jnp.sum(w))
 
 
-def superpose(mobile, reference, weights=None, method: str = "dram"):
-    """Align ``mobile`` (n, 3) onto ``reference`` (n, 3) with a rotation and a translation.
+def superpose(
+    mobile: Points,
+    reference: Points,
+    weights: Points | None = None,
+    method: str = "dram",
+) -> tuple[Float[Array, "n 3"], Float[Array, "3 3"], Float[Array, "3"], Float[Array, ""]]:
+    """Align ``mobile`` onto ``reference`` with a rotation and a translation.
 
     Returns ``(aligned_mobile, R, t, rmsd)`` with ``aligned_mobile = mobile @ R.T + t``,
-    ``reference_i ~ R @ mobile_i + t`` and ``rmsd`` the (weighted) RMSD after alignment.
-    ``method`` is ``"dram"`` (default), ``"kabsch"`` or ``"horn"``; the last two are the
-    least-squares optimum, DRaM is exact for noise-free data and close to it otherwise.
+    ``reference_i ~ R @ mobile_i + t`` and ``rmsd`` the (weighted) RMSD after alignment, in the
+    unit of the input. DRaM is exact for noise-free data and close to the least-squares optimum
+    (Kabsch, Horn) otherwise.
+
+    Arguments:
+        mobile: points (n, 3) to move, any length unit.
+        reference: points (n, 3) to align onto, same unit.
+        weights: optional non-negative per-point weights (n,) (default: all 1).
+        method: ``"dram"`` (default), ``"kabsch"`` or ``"horn"``.
     """
     if method not in _SOLVERS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}")
@@ -490,24 +599,67 @@ def superpose(mobile, reference, weights=None, method: str = "dram"):
     return aligned, r, t, rmsd(aligned, y, w)
 
 
-def rigid_transform(mobile, reference, method: str = "kabsch") -> tuple[np.ndarray, np.ndarray]:
-    """Host-side (R, t) as float64 numpy arrays with ``reference ~ mobile @ R.T + t``.
+def rigid_transform(
+    mobile: Points, reference: Points, method: str = "kabsch"
+) -> tuple[Float[np.ndarray, "3 3"], Float[np.ndarray, "3"]]:
+    """Host-side ``(R, t)`` as float64 numpy arrays with ``reference ~ mobile @ R.T + t``.
 
-    For moving whole models by a fit on some of their atoms: ``all_atoms @ R.T + t``.
+    For moving whole models by a fit on some of their atoms: ``all_atoms @ R.T + t``; ``t`` is in
+    the unit of the input.
+
+    Arguments:
+        mobile: points (n, 3) to move.
+        reference: points (n, 3) to align onto, same unit.
+        method: ``"kabsch"`` (default), ``"horn"`` or ``"dram"``.
     """
     _, r, t, _ = superpose(mobile, reference, method=method)
     return np.asarray(r, np.float64), np.asarray(t, np.float64)
 
 
-def superposed_rmsd(a, b, method: str = "kabsch") -> float:
-    """RMSD (units of the input) between point sets ``a`` and ``b`` (n, 3) after superposition."""
+def superposed_rmsd(a: Points, b: Points, method: str = "kabsch") -> float:
+    """RMSD (unit of the input) between two point sets after optimal superposition.
+
+    Arguments:
+        a: points (n, 3).
+        b: points (n, 3), same unit.
+        method: ``"kabsch"`` (default), ``"horn"`` or ``"dram"``.
+    """
     return float(superpose(a, b, method=method)[3])
 
 
-def superpose_model(mobile, reference, selection: str = "heavy", method: str = "kabsch"):
-    """``mobile`` (an AtomicModel) moved rigidly so that its ``selection`` atoms superpose onto
-    those of ``reference``; returns ``(moved_model, rmsd)``. Both selections must hold the same
-    atoms in the same order."""
+@runtime_checkable
+class _Model(Protocol):
+    """What :func:`superpose_model` needs of a model (``cryoensemble.structure.AtomicModel``,
+    which lives in a higher layer and so is not imported here)."""
+
+    @property
+    def positions(self) -> np.ndarray: ...
+
+    @property
+    def source(self) -> str: ...
+
+    def selection(self, spec: str) -> Any: ...
+
+    def with_positions(self, new_positions: np.ndarray) -> Any: ...
+
+
+M = TypeVar("M", bound=_Model)
+
+
+def superpose_model(
+    mobile: M, reference: _Model, selection: str = "heavy", method: str = "kabsch"
+) -> tuple[M, float]:
+    """``mobile`` moved rigidly so that its ``selection`` atoms superpose onto ``reference``'s.
+
+    Returns ``(moved_model, rmsd)``, the RMSD in Angstrom over the selected atoms. Both selections
+    must hold the same atoms in the same order (else :class:`InputError`).
+
+    Arguments:
+        mobile: the model to move (an :class:`~cryoensemble.structure.AtomicModel`).
+        reference: the model to align onto.
+        selection: the atoms fitted (an ``AtomicModel.selection`` name, e.g. ``"heavy"``, ``"CA"``).
+        method: ``"kabsch"`` (default), ``"horn"`` or ``"dram"``.
+    """
     mob = mobile.selection(selection).positions
     ref = reference.selection(selection).positions
     if mob.shape != ref.shape:

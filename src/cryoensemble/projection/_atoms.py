@@ -9,7 +9,7 @@ memory are O(atoms * window), never O(atoms * pixels).
 Image convention: pixel (i, j) = (row y, column x) has its centre at
 ((j - n // 2) * pixel_size, (i - n // 2) * pixel_size) Angstrom. The atom at ``r`` (model frame,
 Angstrom) lands at ``R @ r`` (RELION's rotation matrix), projected along z, then moves by
-``-origin``: RELION's rlnOriginX/YAngst is the shift that re-centres the particle. The image holds the
+``-shift``: the shift is RELION's (rlnOriginXAngst, rlnOriginYAngst), which re-centres the particle. The image holds the
 pixel average of the projected potential, in V A.
 """
 
@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.scipy.special import erf
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 from scipy import special
 
-from cryoensemble.scattering._potential import GaussianAtoms
+from cryoensemble.scattering import GaussianAtoms
 
 #: Tolerance on the fraction of an atom's projected mass that falls outside its window. The image's
 #: relative L2 error is a fraction of it (tested below 1e-3 at 0.5-2 A pixels).
@@ -33,7 +33,12 @@ DEFAULT_TRUNCATION_TOLERANCE = 1e-3
 
 
 def truncated_mass_fraction(atoms: GaussianAtoms, radius: float) -> float:
-    """The largest fraction of any atom's projected mass lying beyond ``radius`` A along x or y."""
+    """The largest fraction of any atom's projected mass lying beyond ``radius`` along x or y.
+
+    Arguments:
+        atoms: the Gaussian atoms.
+        radius: distance from the atom in Angstrom.
+    """
     amp = np.abs(np.asarray(atoms.amplitudes, np.float64))
     sigma = np.sqrt(np.asarray(atoms.variances, np.float64))
     tail = special.erfc(radius / (np.sqrt(2.0) * sigma))  # both sides of one axis
@@ -48,6 +53,11 @@ def default_half_width(
 
     The window spans pixels ic - h .. ic + h around the pixel ic nearest to the atom, so every
     excluded pixel is at least h * pixel_size from the atom.
+
+    Arguments:
+        atoms: the Gaussian atoms.
+        pixel_size: Angstrom.
+        tolerance: the largest fraction of an atom's projected mass allowed outside the window.
     """
     h = 1
     while truncated_mass_fraction(atoms, h * pixel_size) > tolerance and h < 64:
@@ -68,9 +78,9 @@ def _window_edges(coord: Array, n: int, half_width: int, pixel_size: float):
     return first.astype(jnp.int32), edges
 
 
-def _image_coords(positions, rotation, origin):
-    """Image-plane coordinates (2, a) in Angstrom: rows 0 and 1 of A r, minus the origin."""
-    return rotation[:2] @ positions.T - origin[:, None]
+def _image_coords(positions, rotation, shift):
+    """Image-plane coordinates (2, a) in Angstrom: rows 0 and 1 of A r, minus the shift."""
+    return rotation[:2] @ positions.T - shift[:, None]
 
 
 def _profiles(edges: Array, inv_width: Array):
@@ -182,24 +192,29 @@ def _sum0(x: Array) -> Array:
 
 def project_atoms(
     atoms: GaussianAtoms,
-    rotation: Float[Array, "3 3"],
-    origin: Float[Array, "2"],
+    rotation: Float[ArrayLike, "3 3"],
+    shift: Float[ArrayLike, "2"],
     n: int,
     pixel_size: float,
     half_width: int,
 ) -> Float[Array, "n n"]:
     """Pixel-averaged projected potential (V A) of ``atoms`` at one pose on an n x n image.
 
-    ``rotation`` is RELION's matrix A (see :mod:`cryoensemble.pose`), ``origin`` RELION's
-    (rlnOriginXAngst, rlnOriginYAngst) in Angstrom; ``n``, ``pixel_size`` (Angstrom) and
-    ``half_width`` (the window half-width in pixels, see :func:`default_half_width`) are static.
-    Differentiable in the positions, amplitudes, variances (B-factors), rotation and origin, with
+    Differentiable in the positions, amplitudes, variances (B-factors), rotation and shift, with
     an analytic adjoint that costs about as much as the forward pass.
+
+    Arguments:
+        atoms: the Gaussian atoms (positions in Angstrom, in the model frame).
+        rotation: (3, 3) RELION's matrix A (see :mod:`cryoensemble.pose`).
+        shift: (2,) RELION's (rlnOriginXAngst, rlnOriginYAngst) in Angstrom.
+        n: image side in pixels (static).
+        pixel_size: Angstrom (static).
+        half_width: the window half-width in pixels (static; see :func:`default_half_width`).
     """
     dtype = atoms.positions.dtype
     # The affine map to the image plane stays outside the custom adjoint (plain autodiff gives
-    # the position, rotation and origin cotangents; inside a scan it is also much faster).
-    xy = _image_coords(atoms.positions, jnp.asarray(rotation, dtype), jnp.asarray(origin, dtype))
+    # the position, rotation and shift cotangents; inside a scan it is also much faster).
+    xy = _image_coords(atoms.positions, jnp.asarray(rotation, dtype), jnp.asarray(shift, dtype))
     return _project(
         xy, atoms.amplitudes, atoms.variances, int(n), float(pixel_size), int(half_width)
     )

@@ -6,7 +6,7 @@ voxel size. Map values are voxel averages of the potential, in Volts.
 
 Projection convention (the same as :func:`~cryoensemble.projection._atoms.project_atoms`): the
 point at ``r`` (map frame) lands at ``A @ r`` (RELION's rotation matrix), is projected along z and
-then moves by ``-origin`` (RELION's rlnOriginX/YAngst, Angstrom). An image holds the line integral
+then moves by ``-shift`` (RELION's rlnOriginX/YAngst, Angstrom). An image holds the line integral
 of the voxel-averaged map in V A; at the identity pose it is ``volume.sum(0) * voxel_size``.
 
 Rendering. A 3-D Gaussian is separable, so its integral over a voxel is A * Ix * Iy * Iz with 1-D
@@ -35,6 +35,7 @@ apodisation itself (3% relative for linear with 2x padding, 0.1% for cubic).
 
 from __future__ import annotations
 
+import typing
 from functools import partial
 
 import equinox as eqx
@@ -43,11 +44,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.scipy.special import erf
-from jaxtyping import Array, Complex, Float
+from jaxtyping import Array, ArrayLike, Complex, Float
 
 from cryoensemble.errors import InputError, check_positive
+from cryoensemble.ndimage import frequency_grid
+from cryoensemble.optics import CTFParams, padded_size
+from cryoensemble.optics import ctf as ctf_values
 from cryoensemble.projection._atoms import default_half_width
-from cryoensemble.scattering._potential import GaussianAtoms
+from cryoensemble.scattering import AbstractPotential, GaussianAtoms
 
 #: Atoms rendered at once inside the scan of :func:`render_map` (memory ~ chunk * (2h + 1)^3).
 DEFAULT_RENDER_CHUNK = 1024
@@ -138,11 +142,17 @@ def render_map(
 ) -> Float[Array, "N N N"]:
     """Voxel-averaged potential (Volts) of ``atoms`` on a ``box_size``^3 map, array [z, y, x].
 
-    Atom positions are in Angstrom relative to the box centre (voxel N // 2 on each axis);
-    ``voxel_size`` in Angstrom. ``half_width`` (voxels) defaults to
-    :func:`~cryoensemble.projection.default_half_width` at ``voxel_size``. Atoms are rendered
-    ``chunk_size`` at a time, so memory is bounded by chunk_size * (2 half_width + 1)^3 floats
-    plus the map.
+    Atoms are rendered ``chunk_size`` at a time, so memory is bounded by
+    chunk_size * (2 half_width + 1)^3 floats plus the map.
+
+    Arguments:
+        atoms: Gaussian atoms, positions in Angstrom relative to the box centre (voxel N // 2 on
+            each axis).
+        box_size: N, the map side in voxels.
+        voxel_size: Angstrom.
+        half_width: atom window half-width in voxels; default
+            :func:`~cryoensemble.projection.default_half_width` at ``voxel_size``.
+        chunk_size: atoms rendered at once.
     """
     n = int(box_size)
     if n < 1:
@@ -197,8 +207,9 @@ def _interp_weights(p: Array, interpolation: str):
 # --------------------------------------------------------------------------------------------
 
 
-class MapProjector(eqx.Module):
-    """A map prepared for Fourier-slice projection (see :func:`prepare_map_projection`).
+@typing.final
+class MapProjector(AbstractPotential):
+    """A map prepared for Fourier-slice projection (see :func:`prepare_map_projection`); final.
 
     volume_ft: (M + taps - 1)^3 complex, the DFT of the zero-padded (and gridding-corrected)
     map, whose phase origin is the real-space centre, stored centred (frequency f at index
@@ -214,23 +225,22 @@ class MapProjector(eqx.Module):
     interpolation: str = eqx.field(static=True)
 
 
-def _padded_size(n: int, pad_factor: float) -> int:
-    m = max(n, int(round(n * pad_factor)))
-    return m + (m % 2)
-
-
 def prepare_map_projection(
-    volume: Float[Array, "N N N"],
+    volume: Float[ArrayLike, "*shape"],
     voxel_size: float,
     pad_factor: float = 2.0,
     interpolation: str = "linear",
     gridding_correction: bool = True,
 ) -> MapProjector:
-    """Zero-pad ``volume`` ([z, y, x], voxel averages) to M = ``pad_factor`` N and take its 3-D DFT.
+    """Zero-pad ``volume`` to M = ``pad_factor`` N and take its 3-D DFT.
 
-    ``voxel_size`` in Angstrom. ``interpolation`` is "linear" (trilinear) or "cubic" (tricubic
-    Keys/Catmull-Rom convolution). ``gridding_correction`` divides the map by the real-space
-    transform of the interpolation kernel first (see the module docstring).
+    Arguments:
+        volume: (N, N, N) map [z, y, x] of voxel averages (Volts).
+        voxel_size: Angstrom.
+        pad_factor: zero-padding factor (>= 1) of the transform (oversampling).
+        interpolation: "linear" (trilinear) or "cubic" (tricubic Keys/Catmull-Rom convolution).
+        gridding_correction: divide the map by the real-space transform of the interpolation
+            kernel first (see the module docstring).
     """
     volume = jnp.asarray(volume)
     if volume.ndim != 3 or len(set(volume.shape)) != 1:
@@ -241,7 +251,7 @@ def prepare_map_projection(
         raise InputError(f"pad factor must be >= 1, got {pad_factor}")
     v = check_positive("voxel size (Angstrom)", voxel_size)
     n = volume.shape[0]
-    m = _padded_size(n, pad_factor)
+    m = padded_size(n, pad_factor)
     if gridding_correction:
         d = np.arange(n) - n // 2
         kappa = _kernel_transform(interpolation, d / m).astype(np.float32)
@@ -281,7 +291,7 @@ def _slice(projector: MapProjector, k3: Array) -> Array:
         slice_sizes=(taps, taps, taps),
         mode=lax.GatherScatterMode.CLIP,
     )  # (P, taps, taps, taps)
-    out = 0
+    out = jnp.zeros(block.shape[:1], block.dtype)
     for a in range(taps):
         for b in range(taps):
             row = block[:, a, b, 0] * wx[:, 0]
@@ -296,51 +306,62 @@ _BLOCK_GATHER = lax.GatherDimensionNumbers(
 )
 
 
-def map_slice(projector: MapProjector, rotation: Float[Array, "3 3"], grid: int) -> Array:
-    """The central slice on a ``grid`` x ``grid`` image box: the rfft2 layout (grid, grid//2 + 1).
+def map_slice(
+    projector: MapProjector, rotation: Float[ArrayLike, "3 3"], grid: int, scale: float = 1.0
+) -> Complex[Array, "grid k"]:
+    """The central slice of the map's transform on a ``grid`` x ``grid`` image box.
 
     Values are the 2-D DFT (phase origin at the image centre grid // 2) of the projection (a plain
-    sum along z of voxel averages) on a box of ``grid`` pixels of the voxel size. ``grid`` = N is the
-    usual choice; a larger grid (up to the padded size M) samples the slice more finely, which is
-    what applying a CTF with zero-padding needs.
+    sum along z of voxel averages) on a box of ``grid`` pixels of the voxel size. ``grid`` = N is
+    the usual choice; a larger grid (up to the padded size M) samples the slice more finely, which
+    is what applying a CTF with zero-padding needs. With ``scale`` < 1 the box has pixels of
+    1 / scale voxels: the slice samples the transform at the frequencies of that coarser grid
+    (values are not rescaled).
+
+    Arguments:
+        projector: the prepared map.
+        rotation: (3, 3) RELION's matrix A.
+        grid: the image box in pixels (static).
+        scale: voxel size / pixel size of the box (static; 1: pixel = voxel).
+
+    Returns:
+        (grid, grid // 2 + 1) complex, the ``jnp.fft.rfft2`` layout.
     """
     m = projector.padded_size
     dtype = projector.volume_ft.real.dtype
     rotation = jnp.asarray(rotation, dtype)
-    kx = jnp.fft.rfftfreq(grid).astype(dtype)  # cycles per pixel
-    ky = jnp.fft.fftfreq(grid).astype(dtype)
-    k2 = jnp.stack(
-        [
-            jnp.broadcast_to(kx[None, :], (grid, kx.size)),
-            jnp.broadcast_to(ky[:, None], (grid, kx.size)),
-        ],
-        axis=-1,
-    ).reshape(-1, 2)
+    kx, ky = frequency_grid(grid, 1.0, dtype=dtype)  # cycles per pixel
+    k2 = jnp.stack([kx, ky], axis=-1).reshape(-1, 2) * scale  # cycles per voxel
     k3 = k2 @ rotation[:2, :] * m  # A^T (kx, ky, 0) in volume Fourier samples, (x, y, z)
     inside = jnp.all(jnp.abs(k3) <= m / 2, axis=-1)
-    return jnp.where(inside, _slice(projector, k3), 0).reshape(grid, kx.size)
+    return jnp.where(inside, _slice(projector, k3), 0).reshape(kx.shape)
 
 
 def project_map(
     projector: MapProjector,
-    rotation: Float[Array, "3 3"],
-    origin: Float[Array, "2"],
+    rotation: Float[ArrayLike, "3 3"],
+    shift: Float[ArrayLike, "2"],
     n: int,
-    ctf=None,
+    ctf: CTFParams | None = None,
     grid: int | None = None,
 ) -> Float[Array, "n n"]:
     """Projection (V A) of the prepared map at one pose on an n x n image (pixel = voxel size).
 
-    ``rotation`` is RELION's matrix A, ``origin`` (rlnOriginXAngst, rlnOriginYAngst) in Angstrom;
-    the image is translated by -origin, as in :func:`~cryoensemble.projection.project_atoms`.
-    The slice is sampled on a ``grid`` x ``grid`` box (static; default: the padded map size M),
-    then cropped to n: a grid larger than n keeps the corners of a rotated map from wrapping
-    around and, with ``ctf`` (:class:`~cryoensemble.optics.CTFParams`), zero-pads the CTF's
-    convolution as :func:`~cryoensemble.optics.apply_ctf` does for atom images; the CTF is applied
-    on the slice, so an image costs one slice and one inverse FFT. ``grid = n`` is the fastest.
-    """
-    from cryoensemble.optics._ctf import ctf as ctf_values
+    The slice is sampled on a ``grid`` x ``grid`` box, then cropped to n: a grid larger than n
+    keeps the corners of a rotated map from wrapping around and, with ``ctf``, zero-pads the CTF's
+    convolution as :func:`~cryoensemble.optics.apply_ctf` does for atom images; the CTF is
+    applied on the slice, so an image costs one slice and one inverse FFT. ``grid = n`` is the
+    fastest.
 
+    Arguments:
+        projector: the prepared map.
+        rotation: (3, 3) RELION's matrix A.
+        shift: (2,) (rlnOriginXAngst, rlnOriginYAngst) in Angstrom; the image is translated by
+            -shift, as in :func:`~cryoensemble.projection.project_atoms`.
+        n: image side in pixels (static).
+        ctf: :class:`~cryoensemble.optics.CTFParams` (scalar fields) or None for no CTF.
+        grid: the slice's box in pixels (static; default: the padded map size M).
+    """
     n = int(n)
     v = projector.voxel_size
     dtype = projector.volume_ft.real.dtype
@@ -348,11 +369,11 @@ def project_map(
     ft = map_slice(projector, rotation, grid)
     ky = jnp.fft.fftfreq(grid, d=v).astype(dtype)  # 1/A
     kx = jnp.fft.rfftfreq(grid, d=v).astype(dtype)
-    # Translation by -origin, and by +grid//2 pixels so that the inverse FFT comes out centred
+    # Translation by -shift, and by +grid//2 pixels so that the inverse FFT comes out centred
     # (an fftshift for free): a separable phase ramp, outer product of two 1-D ramps.
-    shift = jnp.asarray(origin, dtype) - (grid // 2) * v
-    ramp_x = jnp.exp(2j * jnp.pi * kx * shift[0])
-    ramp_y = jnp.exp(2j * jnp.pi * ky * shift[1])
+    ramp = jnp.asarray(shift, dtype) - (grid // 2) * v
+    ramp_x = jnp.exp(2j * jnp.pi * kx * ramp[0])
+    ramp_y = jnp.exp(2j * jnp.pi * ky * ramp[1])
     ft = ft * ramp_y[:, None] * ramp_x[None, :]
     if ctf is not None:
         ft = ft * ctf_values(ctf, kx[None, :], ky[:, None])
@@ -372,17 +393,27 @@ def _crop_or_embed(image: Array, n: int) -> Array:
 
 def project_map_batch(
     projector: MapProjector,
-    rotations: Float[Array, "b 3 3"],
-    origins: Float[Array, "b 2"],
+    rotations: Float[ArrayLike, "b 3 3"],
+    shifts: Float[ArrayLike, "b 2"],
     n: int,
     chunk_size: int = 32,
 ) -> Float[Array, "b n n"]:
-    """Projections (V A) at a batch of poses, ``chunk_size`` at a time (vmap inside ``lax.map``)."""
+    """Projections (V A) at a batch of poses, ``chunk_size`` at a time (vmap inside ``lax.map``).
+
+    Arguments:
+        projector: the prepared map.
+        rotations: (b, 3, 3) RELION matrices.
+        shifts: (b, 2) RELION origins in Angstrom.
+        n: image side in pixels (static).
+        chunk_size: poses projected at once.
+    """
     rotations = jnp.asarray(rotations)
-    origins = jnp.asarray(origins)
+    shifts = jnp.asarray(shifts)
     # lax.map with batch_size vmaps the function over chunks of chunk_size poses.
     return lax.map(
-        lambda x: project_map(projector, *x, n), (rotations, origins), batch_size=int(chunk_size)
+        lambda rs: project_map(projector, rs[0], rs[1], n),
+        (rotations, shifts),
+        batch_size=int(chunk_size),
     )
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 import gemmi
 import numpy as np
+from jaxtyping import ArrayLike, Float
 
 from cryoensemble.errors import InputError
 
@@ -118,7 +119,7 @@ def _element_label(z: object) -> str:
     return f"{name} (Z={zi})"
 
 
-def _check_z(atomic_numbers: Iterable[int] | np.ndarray) -> np.ndarray:
+def _check_z(atomic_numbers: Iterable[float] | ArrayLike) -> np.ndarray:
     z = np.asarray(atomic_numbers).reshape(-1)
     if z.size and not np.issubdtype(z.dtype, np.integer):
         bad = [v for v in z.tolist() if not float(v).is_integer()]
@@ -143,11 +144,11 @@ def _table_row(z: int, fit_range: float) -> tuple[list[float], list[float]]:
 
 
 def peng_parameters(
-    atomic_numbers: Iterable[int] | np.ndarray, fit_range: float = 2.0
-) -> tuple[np.ndarray, np.ndarray]:
+    atomic_numbers: Iterable[float] | ArrayLike, fit_range: float = 2.0
+) -> tuple[Float[np.ndarray, "n 5"], Float[np.ndarray, "n 5"]]:
     """Peng (1996) 5-Gaussian parameters for each atom.
 
-    Args:
+    Arguments:
         atomic_numbers: (n,) atomic numbers Z; every Z must be in :data:`PENG_ELEMENTS`.
         fit_range: 2 (fit over 0 < s < 2 1/A, default) or 6 (fit over 0 < s < 6 1/A).
 
@@ -165,9 +166,18 @@ def peng_parameters(
 
 
 def electron_scattering_factor(
-    atomic_numbers: Iterable[int] | np.ndarray, s: np.ndarray | float, fit_range: float = 2.0
-) -> np.ndarray:
-    """f(s) in Angstrom, shape (n_atoms, *s.shape), for s = sin(theta)/lambda in 1/Angstrom."""
+    atomic_numbers: Iterable[float] | ArrayLike, s: Float[ArrayLike, "..."], fit_range: float = 2.0
+) -> Float[np.ndarray, "n ..."]:
+    """The electron form factor f(s) in Angstrom of each atom.
+
+    Arguments:
+        atomic_numbers: (n,) atomic numbers Z.
+        s: sin(theta) / lambda in 1/Angstrom, any shape.
+        fit_range: 2 or 6 (see :func:`peng_parameters`).
+
+    Returns:
+        (n, *s.shape) form factors in Angstrom.
+    """
     a, b = peng_parameters(atomic_numbers, fit_range)
     s2 = np.asarray(s, dtype=np.float64)[..., None] ** 2
     expand = (slice(None),) + (None,) * (s2.ndim - 1)

@@ -89,7 +89,11 @@ _AMBIGUOUS_PREFIXES = ("CL", "BR", "SE")
 
 
 def normalize_symbol(symbol: str) -> str | None:
-    """Return the capitalised element symbol for ``symbol`` ('ZN' -> 'Zn'), or None if unknown."""
+    """Return the capitalised element symbol for ``symbol`` ('ZN' -> 'Zn'), or None if unknown.
+
+    Arguments:
+        symbol: an element symbol in any case, blanks allowed (``"D"`` reads as hydrogen).
+    """
     s = symbol.strip()
     if not s or not s.isalpha() or len(s) > 2:
         return None
@@ -101,12 +105,20 @@ def normalize_symbol(symbol: str) -> str | None:
 
 
 def atomic_number(symbol: str) -> int:
-    """Atomic number Z of a (capitalised) element symbol; 0 if the symbol is unknown."""
+    """Atomic number Z of a (capitalised) element symbol; 0 if the symbol is unknown.
+
+    Arguments:
+        symbol: an element symbol, e.g. ``"C"``, ``"Zn"``.
+    """
     return int(gemmi.Element(symbol).atomic_number) if normalize_symbol(symbol) else 0
 
 
 def atomic_mass(symbol: str) -> float:
-    """Standard atomic weight of ``symbol`` in dalton (table above, else gemmi's value)."""
+    """Standard atomic weight of ``symbol`` in dalton (``ATOMIC_MASSES``, else gemmi's value).
+
+    Arguments:
+        symbol: a capitalised element symbol; :class:`InputError` if unknown.
+    """
     if symbol in ATOMIC_MASSES:
         return ATOMIC_MASSES[symbol]
     if normalize_symbol(symbol) is None:
@@ -136,6 +148,12 @@ def infer_element(name: str, resname: str, resid: object, where: str) -> str:
     known ion residues (NA, SOD, CA, CAL, ZN, ...) take the ion's element; other (ligand) atoms
     take the first letter if it is H, C, N, O, S or P and the name is not ambiguous.
     Raises :class:`InputError` otherwise.
+
+    Arguments:
+        name: the atom name (PDB columns 13-16, CHARMM/AMBER naming allowed).
+        resname: the residue name.
+        resid: the residue number (for the message).
+        where: the location for the message, e.g. ``"model.pdb:12"``.
     """
     res = resname.strip().upper()
     stripped = _strip_name(name).upper()

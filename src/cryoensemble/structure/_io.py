@@ -148,7 +148,9 @@ def _pick_altlocs(residue: gemmi.Residue) -> list[gemmi.Atom]:
     return list(best.values())
 
 
-def _element(atom, rec: _Record | None, resname: str, resid: int, path: Path, cif: bool) -> str:
+def _element(
+    atom, rec: _Record | None, resname: str, resid: int | None, path: Path, cif: bool
+) -> str:
     if cif:
         symbol = atom.element.name
         if atom.element.atomic_number == 0:
@@ -237,14 +239,23 @@ def read_structure(path: str | os.PathLike, model_index: int = 0) -> AtomicModel
     Positions are in Angstrom and B-factors in Angstrom^2. Of alternate locations, the one with
     the highest occupancy is kept (ties: the first). Elements come from the element column, or
     are inferred from atom and residue names when it is empty (see
-    :func:`cryoensemble.structure._elements.infer_element`). Raises :class:`InputError` for a
+    :func:`cryoensemble.structure.infer_element`). Raises :class:`InputError` for a
     missing, empty or unparsable file, a file without atoms, or an out-of-range ``model_index``.
+
+    Arguments:
+        path: a ``.pdb``, ``.cif``/``.mmcif`` file, optionally ``.gz`` (the format is detected
+            from the content).
+        model_index: which model of a multi-model file (0-based).
     """
     return _load(path, model_index)[0]
 
 
 def read_models(path: str | os.PathLike) -> list[AtomicModel]:
-    """Read all models of a (multi-model) PDB or mmCIF file, in file order."""
+    """Read all models of a (multi-model) PDB or mmCIF file, in file order.
+
+    Arguments:
+        path: a PDB or mmCIF file, optionally gzipped (see :func:`read_structure`).
+    """
     return _load(path, None)
 
 
@@ -315,11 +326,18 @@ def _write_atomically(path: str | os.PathLike, lines: list[str]) -> None:
         raise
 
 
-def write_pdb(model: AtomicModel, path: str | os.PathLike, positions=None) -> None:
+def write_pdb(
+    model: AtomicModel, path: str | os.PathLike, positions: np.ndarray | None = None
+) -> None:
     """Write ``model`` as a PDB file (same atom order, element column filled).
 
-    ``positions`` (n, 3) in Angstrom replaces the model's coordinates if given. The file is
-    written to a temporary file in the same folder and then renamed, so it is never half-written.
+    The file is written to a temporary file in the same folder and then renamed, so it is never
+    half-written.
+
+    Arguments:
+        model: the atoms (names, residues, elements, B-factors) to write.
+        path: the PDB file to write.
+        positions: (n, 3) coordinates in Angstrom replacing the model's, if given.
     """
     pos = _check_positions(model, positions)
     _write_atomically(path, [*_atom_lines(model, pos), "END"])
@@ -328,7 +346,13 @@ def write_pdb(model: AtomicModel, path: str | os.PathLike, positions=None) -> No
 def write_multimodel_pdb(
     model: AtomicModel, positions_list: Sequence[np.ndarray], path: str | os.PathLike
 ) -> None:
-    """Write one MODEL/ENDMDL block per entry of ``positions_list`` (each (n, 3), Angstrom)."""
+    """Write one MODEL/ENDMDL block per entry of ``positions_list`` (atomically, as :func:`write_pdb`).
+
+    Arguments:
+        model: the atoms (names, residues, elements) shared by all models.
+        positions_list: one (n, 3) array of coordinates in Angstrom per model.
+        path: the PDB file to write.
+    """
     if len(positions_list) == 0:
         raise InputError(f"{path}: no positions given to write")
     lines: list[str] = []

@@ -61,10 +61,11 @@ class AtomicModel:
         if pos.ndim != 2 or pos.shape[1] != 3:
             raise InputError(f"positions must have shape (n, 3), got {pos.shape}")
         object.__setattr__(self, "positions", pos)
-        dtypes = {"atomic_numbers": np.int64, "residue_ids": np.int64, "is_hetero": bool}
+        dtypes: dict[str, type] = {"atomic_numbers": np.int64, "residue_ids": np.int64}
+        dtypes |= {"is_hetero": bool}
         dtypes |= {"b_factors": np.float64, "occupancies": np.float64}
         for name in _PER_ATOM:
-            arr = np.asarray(getattr(self, name), dtype=dtypes.get(name, str))
+            arr: np.ndarray = np.asarray(getattr(self, name), dtype=dtypes.get(name, str))
             if arr.shape != (pos.shape[0],):
                 raise InputError(f"{name} must have shape ({pos.shape[0]},), got {arr.shape}")
             object.__setattr__(self, name, arr)
@@ -78,7 +79,11 @@ class AtomicModel:
         return self.n_atoms
 
     def select(self, mask_or_indices: np.ndarray | Sequence[int] | Sequence[bool]) -> AtomicModel:
-        """A new model with the atoms picked by a boolean mask or an integer index array."""
+        """A new model with the atoms picked by a boolean mask or an integer index array.
+
+        Arguments:
+            mask_or_indices: a boolean mask (n,) or integer atom indices.
+        """
         idx = np.asarray(mask_or_indices)
         if idx.dtype == bool:
             if idx.shape != (self.n_atoms,):
@@ -99,12 +104,20 @@ class AtomicModel:
         return self.select((self.atom_names == "CA") & (self.elements == "C"))
 
     def chains(self, ids: str | Sequence[str]) -> AtomicModel:
-        """Atoms whose chain id is in ``ids`` (a single id or a sequence of ids)."""
+        """Atoms whose chain id is in ``ids``.
+
+        Arguments:
+            ids: a single chain id or a sequence of chain ids.
+        """
         ids = [ids] if isinstance(ids, str) else list(ids)
         return self.select(np.isin(self.chain_ids, ids))
 
     def selection(self, spec: str) -> AtomicModel:
-        """Atoms selected by ``spec``: "all", "heavy", "calpha", "backbone" or "chain:A,B"."""
+        """Atoms selected by ``spec`` (see :func:`selection_indices`).
+
+        Arguments:
+            spec: ``"all"``, ``"heavy"``, ``"calpha"``, ``"backbone"`` or ``"chain:A,B"``.
+        """
         return self.select(selection_indices(self, spec))
 
     def center_of_mass(self) -> np.ndarray:
@@ -115,7 +128,11 @@ class AtomicModel:
         return (masses[:, None] * self.positions).sum(axis=0) / masses.sum()
 
     def with_positions(self, new_positions: np.ndarray) -> AtomicModel:
-        """A copy with positions (n, 3) in Angstrom replaced."""
+        """A copy with the positions replaced.
+
+        Arguments:
+            new_positions: (n, 3) coordinates in Angstrom, same atoms and order.
+        """
         pos = np.asarray(new_positions, dtype=np.float64)
         if pos.shape != self.positions.shape:
             raise InputError(
@@ -147,7 +164,11 @@ def _selection_mask(model: AtomicModel, spec: str) -> np.ndarray:
 def selection_indices(model: AtomicModel, spec: str) -> np.ndarray:
     """Integer indices (sorted, int64) of the atoms of ``model`` selected by ``spec``.
 
-    ``spec`` is "all", "heavy" (no hydrogens), "calpha" (CA carbons), "backbone" (N, CA, C, O)
-    or "chain:A,B" (the listed chain ids). Raises :class:`InputError` for any other spec.
+    Raises :class:`InputError` for an unknown spec.
+
+    Arguments:
+        model: the model.
+        spec: "all", "heavy" (no hydrogens), "calpha" (CA carbons), "backbone" (N, CA, C, O)
+            or "chain:A,B" (the listed chain ids).
     """
     return np.flatnonzero(_selection_mask(model, spec)).astype(np.int64)

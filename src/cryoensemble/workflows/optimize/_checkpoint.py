@@ -10,6 +10,7 @@ never a mixture.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -17,14 +18,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from jaxtyping import ArrayLike, Float
 
 from cryoensemble.errors import InputError
 from cryoensemble.io._config import to_jsonable
 
-__all__ = ["CHECKPOINT_NAME", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_NAME", "load_checkpoint", "run_fingerprint", "save_checkpoint"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 FORMAT_VERSION = 1
+
+
+def run_fingerprint(
+    settings: dict[str, Any], start: Float[ArrayLike, "m n 3"], n_particles: int
+) -> str:
+    """A short hash of what a resumed run must share with the interrupted one.
+
+    Arguments:
+        settings: the settings that must not change (JSON types).
+        start: (M, n_atoms, 3) the walkers' starting positions, A.
+        n_particles: the number of particles.
+    """
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(np.ascontiguousarray(np.asarray(start, np.float32)).tobytes())
+    h.update(str(int(n_particles)).encode())
+    return h.hexdigest()[:16]
 
 
 def save_checkpoint(
@@ -39,7 +57,19 @@ def save_checkpoint(
     fingerprint: str,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``folder/checkpoint.npz`` atomically (temp file + ``os.replace``)."""
+    """Write ``folder/checkpoint.npz`` atomically (temp file + ``os.replace``).
+
+    Arguments:
+        folder: the run's folder.
+        iteration: outer iterations done.
+        walker_states: each walker's projector state as named arrays.
+        rng_state: the numpy generator's ``bit_generator.state``.
+        history: the per-iteration records so far.
+        trajectory: (F, M, n_atoms, 3) recorded walkers, A.
+        trajectory_iterations: the outer iteration of every frame.
+        fingerprint: :func:`run_fingerprint` of the run.
+        extra: more JSON metadata.
+    """
     folder = Path(folder)
     arrays: dict[str, np.ndarray] = {}
     for m, st in enumerate(walker_states):
@@ -71,8 +101,14 @@ def save_checkpoint(
     return target
 
 
-def load_checkpoint(folder) -> dict[str, Any]:
-    """The checkpoint of ``folder``: meta fields plus ``walker_states`` and ``trajectory``."""
+def load_checkpoint(folder, fingerprint: str | None = None) -> dict[str, Any]:
+    """The checkpoint of ``folder``: meta fields plus ``walker_states`` and ``trajectory``.
+
+    Arguments:
+        folder: the run's folder.
+        fingerprint: when given, the checkpoint must belong to a run with this
+            :func:`run_fingerprint` (same settings and inputs), else :class:`InputError`.
+    """
     path = Path(folder) / CHECKPOINT_NAME
     if not path.exists():
         raise InputError(f"{path}: no checkpoint to resume from (run without --resume)")
@@ -91,4 +127,9 @@ def load_checkpoint(folder) -> dict[str, Any]:
             states[int(m)][name] = value
     meta["walker_states"] = states
     meta["trajectory"] = data["trajectory"]
+    if fingerprint is not None and meta["fingerprint"] != fingerprint:
+        raise InputError(
+            f"{folder}: the checkpoint belongs to a run with other settings or inputs (only "
+            "'iterations' may change when resuming); use --overwrite to start again"
+        )
     return meta

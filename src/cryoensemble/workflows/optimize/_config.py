@@ -2,12 +2,16 @@
 
 Two validated pydantic models (unknown keys are rejected, every number is range-checked):
 
-* :class:`OptimizeSettings` -- the algorithm alone (iterations, batch, step, optimizer, weights,
-  alignment, seed, ...); the library's :class:`~.optimizer.EnsembleOptimizer` takes one, so
-  in-memory experiments (the four-atom toy) need no files.
-* :class:`OptimizeConfig` -- the settings plus the inputs (starting models, particles, reference
-  model, ground truth), the imaging options and the prior projector (:class:`LangevinConfig`,
-  :class:`ElasticNetworkConfig`, :class:`OpenMMConfig`).
+* :class:`EnsembleOptimizerConfig` -- the algorithm alone (iterations, batch, step, optimizer,
+  weights, alignment, seed, ...); the library's :class:`~cryoensemble.workflows.optimize.
+  EnsembleOptimizer` takes one, so in-memory experiments (the four-atom toy) need no files.
+* :class:`OptimizeConfig` -- the algorithm plus the inputs (starting models, particles, reference
+  model, ground truth), the imaging options and the prior projector (:class:`ProjectorConfig`).
+
+The projector's kernel settings are the frozen dataclasses of :mod:`cryoensemble.ensemble`
+(:class:`~cryoensemble.ensemble.LangevinConfig`, :class:`~cryoensemble.ensemble.
+ElasticNetworkConfig`): pydantic validates those sections of a file against the ranges the
+dataclasses state, so the kernels and the files share one definition.
 
 Units: Angstrom (A) for lengths, kJ/mol for energies, A^2 for B-factors, kJ/mol/A^2 for spring
 constants. See ``docs/optimize.md`` for a commented example file.
@@ -15,26 +19,21 @@ constants. See ``docs/optimize.md`` for a commented example file.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cryoensemble.errors import ConfigError
-from cryoensemble.io._config import read_mapping
+from cryoensemble.ensemble import InnerStepConfig, LangevinConfig
+from cryoensemble.io._config import read_mapping, validate_config
 
 __all__ = [
-    "ElasticNetworkConfig",
-    "LangevinConfig",
+    "EnsembleOptimizerConfig",
     "OpenMMConfig",
     "OptimizeConfig",
-    "OptimizeSettings",
+    "ProjectorConfig",
     "load_optimize_config",
 ]
-
-#: Boltzmann constant in kJ/mol/K.
-KB_KJ_PER_MOL_K = 0.0083144626
 
 
 def _check_selection(v: str) -> str:
@@ -50,112 +49,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class ElasticNetworkConfig(_Strict):
-    """The built-in prior: an elastic network over the selected atoms, built from a reference
-    structure (each walker's own start unless ``reference`` says otherwise).
-
-    Energy (kJ/mol), d_ij the current and d0_ij the reference distance (A)::
-
-        U = sum_local 0.5 k_local (d_ij - d0_ij)^2                         (local springs)
-          - sum_contacts depth exp(-(d_ij - d0_ij)^2 / (2 width^2))        (breakable contacts)
-          + sum_other 0.5 k_repulsion max(0, repulsion_distance - d_ij)^2  (soft-core repulsion)
-
-    Local springs join atoms closer than ``local_cutoff`` in the reference whose residues are at
-    most ``sequence_separation`` apart in the same chain: they keep bonds, angles and the local
-    fold. Contacts are all other pairs closer than ``contact_cutoff``: a Gaussian well that
-    saturates (the force vanishes beyond a few ``width``), so domains can separate or close.
-    The repulsion acts between atoms of neither set, from a neighbour list rebuilt at every
-    projection.
-    """
-
-    reference: Literal["start", "reference"] = Field(
-        "start",
-        description="Build the network from each walker's starting model (start) or from the "
-        "reference model of the run (reference).",
-    )
-    local_cutoff: float = Field(
-        7.0, gt=0, le=30, description="Local springs: largest reference distance in A (0, 30]."
-    )
-    sequence_separation: int = Field(
-        2,
-        ge=0,
-        le=50,
-        description="Local springs: largest residue separation |i - j| in the same chain [0, 50].",
-    )
-    k_local: float = Field(
-        10.0, gt=0, le=1e4, description="Spring constant of local springs, kJ/mol/A^2 (0, 1e4]."
-    )
-    contact_cutoff: float = Field(
-        7.0, ge=0, le=30, description="Breakable contacts: largest reference distance, A [0, 30]."
-    )
-    contact_depth: float = Field(
-        2.0, ge=0, le=1e3, description="Depth of each contact well, kJ/mol [0, 1e3] (0: none)."
-    )
-    contact_width: float = Field(
-        1.0, gt=0, le=10, description="Width (standard deviation) of a contact well, A (0, 10]."
-    )
-    repulsion_distance: float = Field(
-        3.0, ge=0, le=10, description="Soft-core repulsion below this distance, A [0, 10] (0: off)."
-    )
-    k_repulsion: float = Field(
-        10.0, ge=0, le=1e4, description="Repulsion spring constant, kJ/mol/A^2 [0, 1e4]."
-    )
-
-
-class LangevinConfig(_Strict):
-    """Steered overdamped Langevin dynamics (pure JAX) on the selected atoms::
-
-        x <- x - h (grad U(x) + k (x - target)) + sqrt(2 h kT) xi,   xi ~ N(0, I)
-
-    h is the time step times the mobility (A^2 per kJ/mol); stable for h * (stiffest spring
-    sum + k) < 1. Unselected atoms (hydrogens) follow their residue's selected atoms rigidly.
-    """
-
-    n_steps: int = Field(100, ge=1, le=100000, description="Langevin steps per projection.")
-    step: float = Field(
-        2e-3,
-        gt=0,
-        le=1.0,
-        description="h, time step x mobility, A^2 per kJ/mol (0, 1]; the thermal move per "
-        "step is sqrt(2 h kT) A.",
-    )
-    k_target: float = Field(
-        20.0, ge=0, le=1e5, description="k, steering spring to the target, kJ/mol/A^2 [0, 1e5]."
-    )
-    temperature: float = Field(
-        300.0, ge=0, le=2000, description="Temperature in K [0, 2000] (0: gradient descent)."
-    )
-    energy: Literal["elastic", "none"] = Field(
-        "elastic", description="Built-in energy: the elastic network (elastic) or none."
-    )
-    user_energy: str | None = Field(
-        None,
-        description="Extra energy 'package.module:function': a JAX function U(positions) -> "
-        "scalar kJ/mol of the selected atoms' positions (n, 3) A; added to the built-in one.",
-    )
-    elastic: ElasticNetworkConfig = Field(
-        default_factory=ElasticNetworkConfig, description="Elastic network parameters."
-    )
-
-    @field_validator("user_energy")
-    @classmethod
-    def _check_user_energy(cls, v):
-        if v is None:
-            return v
-        mod, sep, fn = v.partition(":")
-        if not sep or not mod.strip() or not fn.strip():
-            raise ValueError("must be 'package.module:function'")
-        return v.strip()
-
-    @property
-    def kT(self) -> float:
-        """kT in kJ/mol."""
-        return KB_KJ_PER_MOL_K * self.temperature
-
-
 class OpenMMConfig(_Strict):
     """Molecular dynamics with OpenMM (optional extra ``cryoensemble[md]``); the options are
-    passed to :class:`cryoensemble.ensemble._openmm.OpenMMProjector`."""
+    passed to :class:`cryoensemble.ensemble.OpenMMProjector`."""
 
     options: dict[str, Any] = Field(
         default_factory=dict,
@@ -175,8 +71,8 @@ class ProjectorConfig(_Strict):
     openmm: OpenMMConfig = Field(default_factory=OpenMMConfig)
 
 
-class OptimizeSettings(_Strict):
-    """The algorithm's settings (no files)."""
+class EnsembleOptimizerConfig(_Strict):
+    """The algorithm's settings (no files): what :class:`EnsembleOptimizer` needs."""
 
     iterations: int = Field(40, ge=1, le=100000, description="T, outer iterations.")
     inner_steps: int = Field(
@@ -240,7 +136,7 @@ class OptimizeSettings(_Strict):
     align: Literal["kabsch", "dram", "none"] = Field(
         "kabsch",
         description="Re-align the walkers on the reference after every projection (least "
-        "squares on the selected atoms; orientation.superpose) or not (none).",
+        "squares on the selected atoms; cryoensemble.pose.rigid_transform) or not (none).",
     )
     seed: int = Field(0, ge=0, description="Seed of every random draw (batches, dynamics).")
     trajectory_every: int = Field(
@@ -260,13 +156,33 @@ class OptimizeSettings(_Strict):
         return self
 
     def blur_at(self, iteration: int) -> float:
-        """Extra B-factor (A^2) at outer iteration ``iteration`` (0-based)."""
+        """Extra B-factor (A^2) at outer iteration ``iteration`` (0-based).
+
+        Arguments:
+            iteration: the outer iteration, from 0.
+        """
         if self.blur_b_factor <= 0 or iteration >= self.blur_iterations:
             return 0.0
         return float(self.blur_b_factor * (1.0 - iteration / self.blur_iterations))
 
+    def inner_step_config(self) -> InnerStepConfig:
+        """The kernel settings of the jitted inner step."""
+        return InnerStepConfig(
+            step_size=self.step_size,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            em_iterations=self.em_iterations,
+        )
 
-class OptimizeConfig(OptimizeSettings):
+    def fingerprint_dict(self) -> dict[str, Any]:
+        """The settings that must not change when a run is resumed (all but the run length,
+        the display and the final-weights sampling)."""
+        free = ("iterations", "progress", "final_batch_size", "n_samples", "burn_in")
+        free += ("credible_level",)
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in free}
+
+
+class OptimizeConfig(EnsembleOptimizerConfig):
     """Everything ``cryoensemble optimize`` needs: inputs, imaging, projector and settings."""
 
     walkers: list[Path] = Field(
@@ -313,57 +229,47 @@ class OptimizeConfig(OptimizeSettings):
         return _check_selection(v)
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain JSON/YAML types (paths as strings)."""
         return self.model_dump(mode="json")
 
 
-def _format_validation_error(err: ValidationError, source: str, model: str) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "config"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = f"unknown option (not a {model} field; check the spelling)"
-        inp = e.get("input")
-        shown = "" if isinstance(inp, dict) or e["type"] == "missing" else f" (got {inp!r})"
-        parts.append(f"{loc}: {msg}{shown}")
-    return f"{source}: invalid configuration: " + "; ".join(parts)
-
-
 def _normalise_keys(d):
+    """``-`` in keys read as ``_`` (YAML files may use either), recursively."""
     if isinstance(d, dict):
         return {str(k).replace("-", "_"): _normalise_keys(v) for k, v in d.items()}
     return d
 
 
-def load_optimize_config(path=None, **overrides) -> OptimizeConfig:
-    """A validated :class:`OptimizeConfig` from a YAML/TOML file (relative paths resolve against
-    the file's folder) updated with ``overrides`` (None values ignored). Raises
-    :class:`~cryoensemble.errors.ConfigError` naming the file and every invalid field."""
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The file's relative input paths made relative to ``base`` (the file's folder)."""
+
+    def rel(p):
+        return str(p) if Path(str(p)).is_absolute() else str(base / str(p))
+
+    for key in ("walkers", "ground_truth"):
+        if isinstance(data.get(key), str):
+            data[key] = [data[key]]
+        if isinstance(data.get(key), list):
+            data[key] = [rel(p) for p in data[key]]
+    for key in ("particles", "reference"):
+        if isinstance(data.get(key), str):
+            data[key] = rel(data[key])
+    return data
+
+
+def load_optimize_config(path: str | Path | None = None, **overrides: Any) -> OptimizeConfig:
+    """A validated :class:`OptimizeConfig` from a YAML/TOML file updated with ``overrides``.
+
+    Raises :class:`~cryoensemble.errors.ConfigError` naming the file and every invalid field.
+
+    Arguments:
+        path: the configuration file (relative input paths resolve against its folder), or None.
+        overrides: field values replacing the file's (None values ignored).
+    """
     data: dict[str, Any] = {}
     source = "optimize config"
     if path is not None:
-        path = Path(path)
-        data = _normalise_keys(read_mapping(path))
+        data = _resolve_paths(_normalise_keys(read_mapping(path)), Path(path).parent)
         source = str(path)
-        base = path.parent
-
-        def rel(p):
-            return str(p) if Path(str(p)).is_absolute() else str(base / str(p))
-
-        for key in ("walkers", "ground_truth"):
-            if isinstance(data.get(key), str):
-                data[key] = [data[key]]
-            if isinstance(data.get(key), list):
-                data[key] = [rel(p) for p in data[key]]
-        for key in ("particles", "reference"):
-            if isinstance(data.get(key), str):
-                data[key] = rel(data[key])
     data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        cfg = OptimizeConfig(**data)
-    except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source, "OptimizeConfig")) from None
-    for name, v in [("step_size", cfg.step_size), ("learning_rate", cfg.learning_rate)]:
-        if not math.isfinite(v):
-            raise ConfigError(f"{source}: {name} must be finite (got {v})")
-    return cfg
+    return validate_config(OptimizeConfig, data, source)

@@ -1,173 +1,64 @@
-"""Population reweighting of a structural ensemble against particle images (library driver).
+"""Population reweighting of a structural ensemble against particle images (the library functions).
 
-:func:`load_structures` reads the structures (files, multi-model files, trajectories) and turns
-them into :class:`~cryoensemble.scattering.GaussianAtoms` centred as ``cryoensemble simulate``
-centres them; :func:`reweight` computes the likelihood matrix, fits the weights, samples their
-posterior, runs the held-out check and returns a :class:`ReweightResult`;
-:func:`write_outputs` writes weights.json / weights.csv / likelihood_matrix.npy / the plots.
+:func:`reweight` computes the likelihood matrix (known poses: :func:`cryoensemble.inference.
+likelihood_matrix`; unknown poses: the pose-marginalised
+:func:`cryoensemble.posesearch.marginal_log_likelihood_matrix`) and hands it to
+:func:`reweight_matrix`, which fits the weights (EM), samples their posterior (Gibbs) and runs the
+held-out check. The outputs are written by :func:`cryoensemble.workflows.reweight.write_outputs`.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
+import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Float
 
 from cryoensemble.errors import InputError
-from cryoensemble.imaging._pipeline import ImagingConfig
-from cryoensemble.inference._likelihood_matrix import (
-    LikelihoodOptions,
-    circular_mask_px,
+from cryoensemble.imaging import AbstractParticles, ImagingConfig
+from cryoensemble.inference import (
+    LikelihoodConfig,
+    fit_weights_em,
+    held_out_check,
     likelihood_matrix,
-    save_likelihood_matrix,
+    sample_posterior_gibbs,
+    summarize_samples,
 )
-from cryoensemble.inference._posterior import sample_posterior_gibbs, summarize_samples
-from cryoensemble.inference._weights import fit_weights_em, held_out_check, responsibilities
-from cryoensemble.io._config import to_jsonable
-from cryoensemble.projection._atoms import default_half_width
-from cryoensemble.scattering._potential import GaussianAtoms, gaussian_atoms
+from cryoensemble.io import ParticleDataset, read_map
+from cryoensemble.ndimage import circular_mask
+from cryoensemble.noise import estimate_psd_from_dataset
+from cryoensemble.posesearch import PoseSearchConfig, marginal_log_likelihood_matrix
+from cryoensemble.progress import AbstractProgressMeter, NoProgressMeter
+from cryoensemble.projection import MapProjector, default_half_width, prepare_map_projection
+from cryoensemble.scattering import GaussianAtoms
+from cryoensemble.structure import AtomicModel, NamedModel
+from cryoensemble.workflows.reweight._atoms import prepare_atoms
+from cryoensemble.workflows.reweight._config import check_likelihood_options
 
-__all__ = [
-    "NamedModel",
-    "ReweightResult",
-    "align_models",
-    "load_structures",
-    "prepare_atoms",
-    "reweight",
-    "reweight_matrix",
-    "write_outputs",
-]
-
-TRAJECTORY_SUFFIXES = {".dcd", ".xtc", ".trr", ".nc", ".h5", ".lh5", ".netcdf", ".binpos"}
-
-
-@dataclasses.dataclass(frozen=True)
-class NamedModel:
-    """An atomic model with a display name and the file (and model/frame) it came from."""
-
-    name: str
-    source: str
-    model: object  # AtomicModel
-
-
-def _read_trajectory(path: Path, topology: str | None) -> list[NamedModel]:
-    from cryoensemble.structure import read_structure
-
-    if topology is None:
-        raise InputError(f"{path}: a trajectory needs --topology (a PDB/mmCIF file of its atoms)")
-    try:
-        import mdtraj
-    except ImportError:
-        raise InputError(
-            f"{path}: reading trajectories needs mdtraj (pip install mdtraj); or convert the "
-            "frames to a multi-model PDB file"
-        ) from None
-    top_model = read_structure(topology)
-    try:
-        traj = mdtraj.load(str(path), top=str(topology))
-    except Exception as err:  # mdtraj raises many types
-        raise InputError(f"{path}: cannot read the trajectory ({err})") from None
-    if traj.n_atoms != top_model.n_atoms:
-        raise InputError(
-            f"{path}: the trajectory has {traj.n_atoms} atoms but the topology {topology} has "
-            f"{top_model.n_atoms} as read by cryoensemble"
-        )
-    return [
-        NamedModel(f"{path.stem}#{i}", f"{path}#frame{i}", top_model.with_positions(xyz * 10.0))
-        for i, xyz in enumerate(traj.xyz)
-    ]
-
-
-def load_structures(paths: Sequence[str | Path], topology: str | None = None) -> list[NamedModel]:
-    """Every model of every file in ``paths`` (a multi-model file expands to all its models; a
-    trajectory, with ``topology``, to all its frames), in order."""
-    from cryoensemble.structure import read_models
-
-    if not paths:
-        raise InputError("give at least one structure (--structure FILE)")
-    out: list[NamedModel] = []
-    for p in paths:
-        path = Path(p)
-        if not path.exists():
-            raise InputError(f"{path}: structure file not found")
-        if path.suffix.lower() in TRAJECTORY_SUFFIXES:
-            out.extend(_read_trajectory(path, topology))
-            continue
-        models = read_models(path)
-        if len(models) == 1:
-            out.append(NamedModel(path.stem, str(path), models[0]))
-        else:
-            out.extend(
-                NamedModel(f"{path.stem}#{i}", f"{path}#model{i}", m) for i, m in enumerate(models)
-            )
-    names = [m.name for m in out]
-    if len(set(names)) != len(names):  # same stem in several folders: use the path
-        out = [dataclasses.replace(m, name=m.source) for m in out]
-    return out
-
-
-def align_models(models: list[NamedModel], reference, selection: str) -> tuple[list, list]:
-    """Rigidly superpose every model onto ``reference`` (an AtomicModel) using the atoms of
-    ``selection``; returns the moved models and the RMSDs (A) after alignment."""
-    from cryoensemble.pose import superpose_model
-
-    out, rmsds = [], []
-    for nm in models:
-        moved, rms = superpose_model(nm.model, reference, selection)
-        rmsds.append(rms)
-        out.append(dataclasses.replace(nm, model=moved))
-    return out, rmsds
-
-
-def prepare_atoms(
-    models: list[NamedModel],
-    selection: str = "all",
-    center: bool = True,
-    align_to=None,
-    require_same_atoms: bool = True,
-) -> tuple[list[GaussianAtoms], dict]:
-    """Gaussian atoms of every model, centred and (optionally) aligned.
-
-    Centring: by default each model's centre of mass over ALL its atoms is subtracted (as
-    ``cryoensemble simulate`` does); with ``align_to`` (an AtomicModel) the models are first
-    superposed on it and the reference's centre of mass is subtracted from all of them (they
-    share its frame). ``center=False`` keeps the coordinates. With ``require_same_atoms`` every
-    selection must have the same number of atoms.
-    """
-    info: dict = {"selection": selection, "center": bool(center)}
-    if align_to is not None:
-        models, rmsds = align_models(models, align_to, selection)
-        info["alignment_rmsd"] = rmsds
-    atoms = []
-    for nm in models:
-        if center:
-            com = align_to.center_of_mass() if align_to is not None else nm.model.center_of_mass()
-        else:
-            com = None
-        a = gaussian_atoms(nm.model, selection=selection, center=com)
-        if a.n_atoms == 0:
-            raise InputError(f"{nm.source}: selection {selection!r} picks no atoms")
-        atoms.append(a)
-    counts = [a.n_atoms for a in atoms]
-    if require_same_atoms and len(set(counts)) > 1:
-        desc = ", ".join(f"{nm.name}: {c}" for nm, c in zip(models, counts, strict=True))
-        raise InputError(
-            f"the structures have different numbers of atoms in selection {selection!r} ({desc}); "
-            "an ensemble shares one selection of the same atoms: check the files (hydrogens, "
-            "missing residues, ligands) or pass --allow-different-atoms"
-        )
-    info["n_atoms"] = counts
-    return atoms, info
+__all__ = ["ReweightResult", "reweight", "reweight_matrix"]
 
 
 @dataclasses.dataclass
 class ReweightResult:
-    """Everything :func:`write_outputs` writes."""
+    """Everything :func:`~cryoensemble.workflows.reweight.write_outputs` writes.
+
+    Arguments:
+        names: display name of each structure.
+        structures: the file (and model/frame) of each structure.
+        L: (n, M) log-likelihood matrix.
+        indices: (n,) 0-based particles (rows of the STAR file) of the rows of ``L``.
+        map_weights: (M,) MAP weights (EM).
+        n_iterations: EM iterations.
+        converged: whether EM reached its tolerance.
+        samples: (S, M) posterior samples of the weights (Gibbs).
+        summary: posterior mean, median, std, interval (``lower``, ``upper``), ESS.
+        heldout: the held-out check (None when skipped).
+        meta: the options and data description recorded in weights.json.
+    """
 
     names: list[str]
     structures: list[str]
@@ -182,6 +73,7 @@ class ReweightResult:
     meta: dict
 
     def to_json(self) -> dict:
+        """The weights.json record (weights = posterior means, with their interval)."""
         s = self.summary
         return {
             "weights": s["mean"].tolist(),
@@ -204,35 +96,54 @@ class ReweightResult:
         }
 
 
+def _prior_counts(prior_counts: ArrayLike | Sequence[float] | None, m: int) -> np.ndarray:
+    c = np.zeros(m) if prior_counts is None else np.asarray(prior_counts, np.float64)
+    if c.shape not in ((), (1,), (m,)):
+        raise InputError(f"prior counts: expected {m} values (one per structure), got {c.size}")
+    return np.broadcast_to(c.reshape(-1) if c.ndim else c, (m,)).copy()
+
+
 def reweight_matrix(
-    L,
+    L: Float[ArrayLike, "n m"],
     names: Sequence[str] | None = None,
     structures: Sequence[str] | None = None,
-    prior_counts=None,
+    prior_counts: ArrayLike | Sequence[float] | None = None,
     credible_level: float = 0.9,
     n_samples: int = 2000,
     burn_in: int = 500,
     seed: int = 0,
     heldout_fraction: float | None = 0.2,
     tol: float = 1e-8,
-    indices=None,
+    indices: ArrayLike | Sequence[int] | None = None,
     meta: dict | None = None,
 ) -> ReweightResult:
-    """Weights (MAP by EM), their posterior (Gibbs) and the held-out check from a matrix ``L``."""
+    """Weights (MAP by EM), their posterior (Gibbs) and the held-out check from a matrix ``L``.
+
+    Arguments:
+        L: (n, M) log p(image n | structure m).
+        names: display names (default ``structure_i``).
+        structures: sources of the structures (default the names).
+        prior_counts: Dirichlet prior counts, one per structure or one for all (default 0).
+        credible_level: level of the equal-tailed posterior intervals, in (0, 1).
+        n_samples: posterior samples kept.
+        burn_in: Gibbs iterations discarded.
+        seed: random seed of the sampler and the held-out split.
+        heldout_fraction: fraction of particles held out (None or 0: no check; needs >= 10).
+        tol: EM tolerance.
+        indices: 0-based particles of the rows (default 0..n-1).
+        meta: extra record for weights.json.
+    """
     L = np.asarray(L)
-    m = L.shape[1] if L.ndim == 2 else 0
+    m = L.shape[1]
     names = [f"structure_{i}" for i in range(m)] if names is None else list(names)
     structures = list(names) if structures is None else list(structures)
     if len(names) != m:
         raise InputError(f"{len(names)} structure names for a likelihood matrix of {m} columns")
-    c = np.zeros(m) if prior_counts is None else np.asarray(prior_counts, np.float64)
-    if c.shape not in ((), (m,)):
-        raise InputError(f"prior counts: expected {m} values (one per structure), got {c.size}")
+    c = _prior_counts(prior_counts, m)
     w, it, conv = fit_weights_em(L, prior_counts=c, tol=tol)
     samples = sample_posterior_gibbs(
         jax.random.key(seed), L, alpha=1.0 + c, n_samples=n_samples, burn_in=burn_in, init=w
     )
-    summary = summarize_samples(samples, credible_level)
     held = None
     if heldout_fraction and L.shape[0] >= 10:
         held = held_out_check(L, heldout_fraction, seed=seed, prior_counts=c, tol=tol)
@@ -245,23 +156,99 @@ def reweight_matrix(
         n_iterations=it,
         converged=conv,
         samples=samples,
-        summary=summary,
+        summary=summarize_samples(samples, credible_level),
         heldout=held,
         meta=dict(meta or {}),
     )
 
 
+def _mask_projector(path: str | os.PathLike, box: int, pixel_size: float) -> MapProjector:
+    """The 3-D mask (MRC, thresholded at 0.5) prepared for projection at each particle's pose."""
+    vol, voxel = read_map(path)
+    if vol.shape != (box, box, box):
+        raise InputError(f"{path}: the 3-D mask is {vol.shape} but the particles are {box} pixels")
+    if abs(float(voxel) - pixel_size) > 1e-3 * pixel_size:
+        raise InputError(
+            f"{path}: the 3-D mask has {float(voxel):g} A voxels but the particles {pixel_size:g} A"
+        )
+    vol = (np.asarray(vol) > 0.5).astype(np.float32)
+    return prepare_map_projection(vol, pixel_size, gridding_correction=False)
+
+
+def _circular_mask(ds: AbstractParticles, mask_radius: float | None):
+    """(mask (n, n) float32 or None, radius in pixels or None) for a radius in Angstrom."""
+    if mask_radius is None:
+        return None, None
+    radius_px = float(mask_radius) / ds.pixel_size
+    if radius_px < 2:
+        raise InputError(f"mask radius {mask_radius} A is under 2 pixels ({ds.pixel_size} A)")
+    return circular_mask(ds.box_size, radius_px).astype(jnp.float32), radius_px
+
+
+def _known_pose_matrix(
+    ds: AbstractParticles,
+    atoms: list[GaussianAtoms],
+    *,
+    likelihood: str,
+    noise_sigma: float | None,
+    mask_radius: float | None,
+    mask3d: str | os.PathLike | None,
+    apply_ctf: bool,
+    pad_factor: float,
+    batch_size: int,
+    chunk_size: int | None,
+    exact: bool,
+    psd_sample: int,
+    progress: AbstractProgressMeter,
+) -> np.ndarray:
+    """The likelihood matrix at the particles' poses (masks and coloured noise allowed)."""
+    half = max(default_half_width(a, ds.pixel_size) for a in atoms)
+    config = ImagingConfig(
+        box_size=ds.box_size,
+        pixel_size=ds.pixel_size,
+        pad_factor=pad_factor,
+        apply_ctf=apply_ctf,
+        half_width=half,
+        chunk_size=chunk_size,
+    )
+    mask, radius_px = _circular_mask(ds, mask_radius)
+    psd = None
+    if likelihood.startswith("colored"):
+        psd = estimate_psd_from_dataset(ds, radius_px, n_sample=psd_sample)
+    projector = None if mask3d is None else _mask_projector(mask3d, ds.box_size, ds.pixel_size)
+    opts = LikelihoodConfig(
+        kind=likelihood, sigma=noise_sigma, psd=psd, mask=mask, mask3d=projector, exact=exact
+    )
+    return likelihood_matrix(
+        ds, atoms, config, options=opts, batch_size=batch_size, progress=progress
+    )
+
+
+def _dataset(
+    particles: str | os.PathLike | AbstractParticles, invert_contrast: bool, unknown_poses: bool
+) -> AbstractParticles:
+    if isinstance(particles, AbstractParticles):
+        ds = particles
+    else:
+        ds = ParticleDataset(
+            particles, invert_contrast=invert_contrast, require_poses=not unknown_poses
+        )
+    if len(ds) == 0:
+        raise InputError(f"{particles}: the STAR file holds no particles")
+    return ds
+
+
 def reweight(
-    particles,
-    models: list[NamedModel],
+    particles: str | os.PathLike | AbstractParticles,
+    models: Sequence[NamedModel],
     *,
     likelihood: str = "marginal",
     noise_sigma: float | None = None,
     mask_radius: float | None = None,
-    mask3d: str | Path | None = None,
+    mask3d: str | os.PathLike | None = None,
     selection: str = "all",
     center: bool = True,
-    align_to=None,
+    align_to: AtomicModel | None = None,
     require_same_atoms: bool = True,
     invert_contrast: bool = False,
     apply_ctf: bool = True,
@@ -272,56 +259,39 @@ def reweight(
     max_shift: float | None = None,
     exact: bool = True,
     psd_sample: int = 2000,
-    progress: bool = True,
+    progress: AbstractProgressMeter = NoProgressMeter(),
     **fit_kwargs,
 ) -> ReweightResult:
-    """Reweight ``models`` against the particles of the STAR file ``particles`` (or a
-    :class:`~cryoensemble.io.ParticleDataset`). ``mask_radius`` in Angstrom (None: all pixels).
-    With ``unknown_poses`` the particles' poses are not used: each likelihood is marginalised over
-    a pose search (:func:`~cryoensemble.pose.marginal_log_likelihood_matrix`; ``max_shift``
-    in Angstrom). Remaining keyword arguments go to :func:`reweight_matrix`."""
-    from cryoensemble.io import ParticleDataset
+    """Reweight ``models`` against particle images.
 
-    ds = (
-        particles
-        if hasattr(particles, "iter_batches")
-        else ParticleDataset(
-            particles, invert_contrast=invert_contrast, require_poses=not unknown_poses
-        )
-    )
-    if len(ds) == 0:
-        raise InputError(f"{particles}: the STAR file holds no particles")
+    Arguments:
+        particles: a particle STAR file or a particle set (e.g.
+            :class:`~cryoensemble.io.ParticleDataset`).
+        models: the ensemble (see :func:`cryoensemble.structure.load_structures`).
+        likelihood: "marginal", "white" (needs ``noise_sigma``), "colored" or "colored_white".
+        noise_sigma: noise standard deviation (image units) for "white".
+        mask_radius: circular mask radius in Angstrom (None: all pixels).
+        mask3d: a 3-D mask (MRC, particle box and pixel size) projected at each pose.
+        selection, center, align_to, require_same_atoms: see :func:`prepare_atoms`.
+        invert_contrast: multiply the images read from ``particles`` (a file) by -1.
+        apply_ctf: multiply the model images by each particle's CTF.
+        pad_factor: zero-padding factor of the CTF product.
+        batch_size: particles read at once.
+        chunk_size: images formed at once inside a batch (None: backend default).
+        unknown_poses: ignore the particles' poses and marginalise each likelihood over a pose
+            search (:func:`cryoensemble.posesearch.marginal_log_likelihood_matrix`; "marginal"
+            or "white", without masks).
+        max_shift: with ``unknown_poses``, the shift search radius in Angstrom.
+        exact: the full marginal formula (False: -N/2 log ||r||^2).
+        psd_sample: particles sampled to estimate the noise PSD (coloured likelihoods).
+        progress: reports the particles done.
+        **fit_kwargs: passed to :func:`reweight_matrix` (prior_counts, n_samples, ...).
+    """
+    check_likelihood_options(likelihood, noise_sigma, unknown_poses, mask_radius, mask3d)
+    ds = _dataset(particles, invert_contrast, unknown_poses)
     atoms, info = prepare_atoms(models, selection, center, align_to, require_same_atoms)
-    half = max(default_half_width(a, ds.pixel_size) for a in atoms)
-    config = ImagingConfig(
-        box_size=ds.box_size,
-        pixel_size=ds.pixel_size,
-        pad_factor=pad_factor,
-        apply_ctf=apply_ctf,
-        half_width=half,
-        chunk_size=chunk_size,
-    )
-    mask = None
-    radius_px = None
-    if mask_radius is not None:
-        radius_px = float(mask_radius) / ds.pixel_size
-        if radius_px < 2:
-            raise InputError(f"mask radius {mask_radius} A is under 2 pixels ({ds.pixel_size} A)")
-        mask = circular_mask_px(ds.box_size, radius_px)
-    psd = None
-    if likelihood.startswith("colored"):
-        from cryoensemble.inference._noise_model import estimate_psd_from_dataset
-
-        psd = estimate_psd_from_dataset(ds, radius_px, n_sample=psd_sample)
-    projector = None
-    if mask3d is not None:
-        projector = _mask_projector(mask3d, ds.box_size, ds.pixel_size)
-    opts = LikelihoodOptions(
-        kind=likelihood, sigma=noise_sigma, psd=psd, mask=mask, mask3d=projector, exact=exact
-    )
+    _prior_counts(fit_kwargs.get("prior_counts"), len(models))  # fail before the heavy work
     if unknown_poses:
-        from cryoensemble.posesearch._search import PoseSearchConfig, marginal_log_likelihood_matrix
-
         search = PoseSearchConfig(
             kind=likelihood,
             sigma=noise_sigma,
@@ -332,8 +302,20 @@ def reweight(
         )
         L = marginal_log_likelihood_matrix(ds, atoms, search, progress=progress)
     else:
-        L = likelihood_matrix(
-            ds, atoms, config, options=opts, batch_size=batch_size, progress=progress
+        L = _known_pose_matrix(
+            ds,
+            atoms,
+            likelihood=likelihood,
+            noise_sigma=noise_sigma,
+            mask_radius=mask_radius,
+            mask3d=mask3d,
+            apply_ctf=apply_ctf,
+            pad_factor=pad_factor,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            exact=exact,
+            psd_sample=psd_sample,
+            progress=progress,
         )
     meta = {
         "likelihood": likelihood,
@@ -348,95 +330,5 @@ def reweight(
         "unknown_poses": unknown_poses,
         **info,
     }
-    return reweight_matrix(
-        L,
-        names=[m.name for m in models],
-        structures=[m.source for m in models],
-        meta=meta,
-        **fit_kwargs,
-    )
-
-
-def _mask_projector(path, box: int, pixel_size: float):
-    from cryoensemble.io import read_map
-    from cryoensemble.projection._maps import prepare_map_projection
-
-    vol, voxel = read_map(path)
-    if vol.shape != (box, box, box):
-        raise InputError(f"{path}: the 3-D mask is {vol.shape} but the particles are {box} pixels")
-    if abs(float(voxel) - pixel_size) > 1e-3 * pixel_size:
-        raise InputError(
-            f"{path}: the 3-D mask has {float(voxel):g} A voxels but the particles {pixel_size:g} A"
-        )
-    vol = (np.asarray(vol) > 0.5).astype(np.float32)
-    return prepare_map_projection(vol, pixel_size, gridding_correction=False)
-
-
-def write_outputs(result: ReweightResult, folder, plots: bool = True) -> dict[str, Path]:
-    """weights.json, weights.csv, likelihood_matrix.npy (+ particle_indices.npy, .json),
-    posterior_samples.npy, weights.png and assignments.png in ``folder``."""
-    folder = Path(folder)
-    paths = {}
-    data = result.to_json()
-    paths["json"] = folder / "weights.json"
-    paths["json"].write_text(json.dumps(data, indent=2, default=to_jsonable) + "\n")
-    paths["csv"] = folder / "weights.csv"
-    s = result.summary
-    with open(paths["csv"], "w", newline="") as f:
-        wr = csv.writer(f)
-        wr.writerow(["index", "name", "structure", "weight", "lower", "upper", "map", "std"])
-        for i, name in enumerate(result.names):
-            wr.writerow(
-                [
-                    i,
-                    name,
-                    result.structures[i],
-                    f"{s['mean'][i]:.6g}",
-                    f"{s['lower'][i]:.6g}",
-                    f"{s['upper'][i]:.6g}",
-                    f"{result.map_weights[i]:.6g}",
-                    f"{s['std'][i]:.6g}",
-                ]
-            )
-    meta = {"names": result.names, "structures": result.structures, **result.meta}
-    paths["L"] = save_likelihood_matrix(folder, result.L, result.indices, meta)
-    paths["samples"] = folder / "posterior_samples.npy"
-    np.save(paths["samples"], result.samples.astype(np.float32))
-    if plots:
-        paths.update(_plots(result, folder))
-    return paths
-
-
-def _plots(result: ReweightResult, folder: Path) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    s = result.summary
-    m = len(result.names)
-    x = np.arange(m)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * m + 2), 3.5))
-    err = np.vstack([s["mean"] - s["lower"], s["upper"] - s["mean"]])
-    ax.bar(x, s["mean"], yerr=np.maximum(err, 0), capsize=4, color="tab:blue", alpha=0.8)
-    ax.plot(x, result.map_weights, "k_", markersize=14, label="MAP")
-    ax.set_xticks(x, result.names, rotation=45 if m > 4 else 0, ha="right" if m > 4 else "center")
-    ax.set_ylabel("weight")
-    ax.set_title(f"posterior mean, {int(round(100 * s['credible_level']))}% interval")
-    ax.legend(loc="best")
-    fig.tight_layout()
-    out = {"weights_png": folder / "weights.png"}
-    fig.savefig(out["weights_png"], dpi=120)
-    plt.close(fig)
-
-    r = responsibilities(result.L, s["mean"])
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.hist(r.max(axis=1), bins=np.linspace(1.0 / m, 1.0, 41), color="tab:orange")
-    ax.set_xlabel("max posterior assignment probability")
-    ax.set_ylabel("particles")
-    ax.set_yscale("log")
-    fig.tight_layout()
-    out["assignments_png"] = folder / "assignments.png"
-    fig.savefig(out["assignments_png"], dpi=120)
-    plt.close(fig)
-    return out
+    names, sources = [m.name for m in models], [m.source for m in models]
+    return reweight_matrix(L, names=names, structures=sources, meta=meta, **fit_kwargs)
