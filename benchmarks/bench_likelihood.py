@@ -6,7 +6,9 @@ the peers' environment (.venv-peers) by ``benchmarks/peers/cryojax_likelihood.py
 run. Then the peak memory (ru_maxrss) of a lazily generated dataset with 10 structures at two
 particle counts, to show that memory does not grow with the number of particles.
 
-usage: python benchmarks/bench_likelihood.py [--box 128] [--pixel 1.2] [--particles 256]
+usage: python benchmarks/bench_likelihood.py [--box 128] [--pixel 1.2] [--particles 256] [--local]
+(--local: also the local pose-marginalised likelihood, cryoensemble.posesearch, at its default
+neighbourhood and at a cheaper one; pairs/s against the known-pose marginal path)
 (pin the cores with taskset to compare on equal terms; timings are medians of --repeats runs)
 """
 
@@ -30,6 +32,11 @@ from cryoensemble.imaging import AbstractParticles, ImagingConfig, ParticleBatch
 from cryoensemble.inference import LikelihoodConfig, likelihood_matrix
 from cryoensemble.optics import CTFParams
 from cryoensemble.pose import random_rotations
+from cryoensemble.posesearch import (
+    LocalPoseConfig,
+    local_marginal_log_likelihood_matrix,
+    prepare_reference,
+)
 from cryoensemble.scattering import gaussian_atoms
 from cryoensemble.structure import read_structure, write_pdb
 
@@ -99,6 +106,28 @@ def ours(atoms, box, px, n, batch, repeats, kind):
     }
 
 
+def local(atoms, box, px, n, batch, repeats, label, **settings):
+    """The local pose-marginalised likelihood (maps prepared once, outside the timing)."""
+    ds = SyntheticDataset(n, box, px)
+    cfg = LocalPoseConfig(particle_batch=batch, **settings)
+    projs = [prepare_reference(a, box, px, cfg.search_config()) for a in atoms]
+    run = lambda: local_marginal_log_likelihood_matrix(ds, projs, cfg)
+    t0 = time.perf_counter()
+    run()
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return {
+        "code": f"local poses {label} ({cfg.n_rotations} rot)",
+        "pairs_per_s": n * len(atoms) / statistics.median(times),
+        "times_s": times,
+        "compile_s": compile_s,
+    }
+
+
 def peak_memory(atoms, box, px, n, batch):
     """Run 10 structures over n particles in a child process; return its ru_maxrss in MB."""
     code = f"""
@@ -129,6 +158,7 @@ def main():
     ap.add_argument(
         "--memory", action="store_true", help="also measure peak memory (10 structures)"
     )
+    ap.add_argument("--local", action="store_true", help="also the local pose marginal")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     atoms, pdbs = atoms_and_pdbs(tmp)
@@ -136,6 +166,18 @@ def main():
         ours(atoms, args.box, args.pixel, args.particles, args.batch, args.repeats, "white"),
         ours(atoms, args.box, args.pixel, args.particles, args.batch, args.repeats, "marginal"),
     ]
+    if args.local:
+        common = (atoms, args.box, args.pixel, args.particles, args.batch, args.repeats)
+        results.append(local(*common, "default"))
+        cheap = dict(pad_factor=1.0, band_limit=6.0)
+        results.append(local(*common, "pad 1, 6 A", **cheap))
+        results.append(local(*common, "pad 1, 6 A, 1 px", shift_step=1.0, **cheap))
+        results.append(
+            local(*common, "pad 1, 6 A, 1 px", rotation_steps=1, shift_step=1.0, **cheap)
+        )
+        known = results[1]["pairs_per_s"]
+        for r in results[2:]:
+            print(f"cost {r['code']} / known-pose marginal: {known / r['pairs_per_s']:.1f}x")
     if PEERS.exists():
         cmd = [
             str(PEERS),

@@ -271,7 +271,7 @@ def test_bad_from_star_inputs(dataset, tmp_path, case):
     star = _copy_dataset(dataset, tmp_path / "in")
     edit, words = BAD_CASES[case]
     _edit(star, edit)
-    r = run("simulate", "--from-star", star, "--quiet", "--out", tmp_path / "out")
+    r = run("simulate", "--from-star", star, "--check-stacks", "--quiet", "--out", tmp_path / "out")
     assert_user_error(r, "particles.star" if case != "index_past_end" else "particles", *words)
     assert r.exit_code == 1
     assert not (tmp_path / "out").exists()
@@ -280,9 +280,52 @@ def test_bad_from_star_inputs(dataset, tmp_path, case):
 def test_bad_from_star_wrong_image_size(dataset, tmp_path):
     star = _copy_dataset(dataset, tmp_path / "in")
     _edit(star, lambda t: t.replace("\t4.0\t32\t2", "\t4.0\t48\t2"))
-    r = run("simulate", "--from-star", star, "--quiet", "--out", tmp_path / "out")
+    r = run("simulate", "--from-star", star, "--check-stacks", "--quiet", "--out", tmp_path / "out")
     assert_user_error(r, "particles_0000", "32 x 32", "48")
     assert not (tmp_path / "out").exists()
+
+
+def test_from_star_stacks_are_a_template_checked_on_request(dataset, tmp_path):
+    """The stacks of a --from-star file are not needed (default); --check-stacks validates them
+    and its errors say how to go without."""
+    template = tmp_path / "template"
+    template.mkdir()
+    shutil.copy(dataset / "particles.star", template / "particles.star")
+    args = ["simulate", "--from-star", template / "particles.star", "--noise", "none", "--quiet"]
+    r = run(*args, "--selection", "heavy", "--no-gallery", "--out", tmp_path / "ok")
+    assert r.exit_code == 0, r.output
+    assert len(read_particles(tmp_path / "ok" / "particles.star")) == 6
+    r = run(*args, "--check-stacks", "--out", tmp_path / "checked")
+    assert_user_error(r, "particles_00000.mrcs", "not found", "--no-check-stacks")
+    assert r.exit_code == 1 and not (tmp_path / "checked").exists()
+    r = run(*args, "--no-check-stacks", "--selection", "heavy", "--out", tmp_path / "unchecked")
+    assert r.exit_code == 0, r.output
+
+
+def test_nuisance_flags(tmp_path):
+    """The real-data nuisances are options derived from the configuration, recorded in
+    config.yaml, the STAR file and the ground truth."""
+    import yaml
+
+    text = run("simulate", "--help").output
+    for opt in ["--pose-error-deg", "--shift-error-A", "--amplitude-spread", "--normalize"]:
+        assert opt in text
+    out = tmp_path / "n"
+    flags = ["--pose-error-deg", "2", "--shift-error-A", "0.5", "--amplitude-spread", "0.2"]
+    flags += ["--ice-fraction", "0.3", "--micrograph-noise-spread", "0.2"]
+    flags += ["--particles-per-micrograph", "3", "--envelope-b-factor", "50"]
+    r = run("simulate", *SMALL, *flags, "--normalize", "--invert-contrast", "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "nuisances:" in r.output and "ice_fraction=0.3" in r.output
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["pose_error_deg"] == 2.0 and cfg["shift_error_A"] == 0.5
+    assert cfg["normalize"] is True and cfg["invert_contrast"] is True
+    assert cfg["ice_fraction"] == 0.3 and cfg["envelope_b_factor"] == 50.0
+    p = read_particles(out / "particles.star").particles
+    assert p.rlnMicrographName.tolist()[:4] == ["mic_00001.mrc"] * 3 + ["mic_00002.mrc"]
+    assert "cryoensembleTrueAnglePsi" in p and "cryoensembleAmplitude" in p
+    r = run("simulate", *SMALL, "--ice-fraction", "0.3", "--noise", "none", "--out", tmp_path / "x")
+    assert_user_error(r, "ice_fraction", "--ice-fraction", "gaussian")
 
 
 def test_missing_structure_is_a_user_error(tmp_path):

@@ -23,8 +23,8 @@ from cryoensemble.inference import (
     stack_structures,
 )
 from cryoensemble.io import load_likelihood_matrix, save_likelihood_matrix
-from cryoensemble.ndimage import circular_mask
-from cryoensemble.noise import WhiteGaussianNoise
+from cryoensemble.ndimage import circular_mask, radial_to_grid
+from cryoensemble.noise import NoiseSpectra, WhiteGaussianNoise
 from cryoensemble.optics import CTFParams
 from cryoensemble.pose import random_rotations
 from cryoensemble.scattering import gaussian_atoms
@@ -176,3 +176,86 @@ def test_sharded_equals_single_device(tmp_path, data_dir):
         assert one.shape == (13, 2)
         np.testing.assert_allclose(two, one, rtol=1e-6, atol=1e-3)
         np.testing.assert_allclose(dflt, one, rtol=1e-6, atol=1e-3)
+
+
+def _spectra(profile_values, scales):
+    """NoiseSpectra with one radial profile per particle (the given flat values) and scales."""
+    r = int(np.rint(np.hypot(N // 2, N // 2))) + 1
+    profiles = jnp.asarray(np.repeat(np.asarray(profile_values, np.float32)[:, None], r, 1))
+    n = len(scales)
+    return NoiseSpectra(
+        profiles=profiles,
+        group_profiles=profiles[:1],
+        spectrum_group=jnp.zeros(len(profile_values), jnp.int32),
+        index=jnp.asarray(np.arange(n) % len(profile_values), jnp.int32),
+        scale=jnp.asarray(scales, jnp.float32),
+        weights=jnp.ones(len(profile_values), jnp.float32),
+        box_size=N,
+        shrinkage=0.0,
+    )
+
+
+def test_flat_spectra_equal_the_white_path(data_dir):
+    atoms, config, images, rot, shifts, ctf, sigma = _setup(data_dir)
+    run = lambda opts: likelihood_matrix_arrays(
+        images, rot, shifts, ctf, atoms, config, opts, batch_size=4
+    )
+    marginal = run(LikelihoodConfig(kind="marginal"))
+    unit = run(LikelihoodConfig(kind="colored", spectra=_spectra([1.0], np.ones(B))))
+    np.testing.assert_allclose(unit, marginal, rtol=1e-5, atol=1e-2)
+    # per-particle flat levels s_i: whitening scales y and x by 1 / sqrt(s_i), which adds the
+    # same (N - 2) / 2 log s_i (residual) + 1 / 2 log s_i (det C^T C) to every structure of
+    # particle i (marginal), or N log sigma_i (white)
+    levels = np.exp(np.random.default_rng(0).normal(0.0, 0.5, B))
+    spectra = _spectra([1.0, 2.0], levels)
+    var = np.where(np.arange(B) % 2 == 0, 1.0, 2.0) * levels
+    col = run(LikelihoodConfig(kind="colored", spectra=spectra))
+    want = marginal + 0.5 * (N * N - 1) * np.log(var)[:, None]
+    np.testing.assert_allclose(col, want, rtol=1e-5, atol=2e-2)
+    sig = float(np.sqrt(var[0]))
+    white = run(LikelihoodConfig(kind="white", sigma=sig))
+    cw = run(LikelihoodConfig(kind="colored_white", spectra=spectra))
+    np.testing.assert_allclose(cw[0] - N * N * np.log(sig), white[0], rtol=1e-5, atol=2e-2)
+
+
+def test_per_particle_spectra_equal_single_image_likelihoods(data_dir):
+    atoms, config, images, rot, shifts, ctf, _ = _setup(data_dir)
+    r = np.arange(int(np.rint(np.hypot(N // 2, N // 2))) + 1)
+    radial = 1.0 + 5 * np.exp(-((r / N) ** 2) / 0.02)
+    profiles = np.stack([radial, radial**2, np.sqrt(radial)])
+    scales = np.linspace(0.5, 2.0, B)
+    spectra = NoiseSpectra(
+        profiles=jnp.asarray(profiles, jnp.float32),
+        group_profiles=jnp.asarray(profiles[:1], jnp.float32),
+        spectrum_group=jnp.zeros(3, jnp.int32),
+        index=jnp.asarray(np.arange(B) % 3, jnp.int32),
+        scale=jnp.asarray(scales, jnp.float32),
+        weights=jnp.ones(3, jnp.float32),
+        box_size=N,
+        shrinkage=0.0,
+    )
+    mask = circular_mask(N, 10.0).astype(jnp.float32)
+    psds = np.asarray(spectra.psd(np.arange(B)))
+    assert psds.shape == (B, N, N // 2 + 1)
+    np.testing.assert_allclose(psds[4], scales[4] * radial_to_grid(profiles[1], N), rtol=1e-6)
+    for kind in ("colored", "colored_white"):
+        opts = LikelihoodConfig(kind=kind, spectra=spectra, mask=mask)
+        L = likelihood_matrix_arrays(images, rot, shifts, ctf, atoms, config, opts, batch_size=4)
+        marginal = kind == "colored"
+        one = lambda x, y, p, marg=marginal: log_likelihood_colored(x, y, p, mask, marginal=marg)
+        for m, a in enumerate(atoms):
+            x = simulate_images_jit(a, rot, shifts, ctf, config)
+            want = np.asarray(jax.jit(jax.vmap(one))(x, images, jnp.asarray(psds)))
+            np.testing.assert_allclose(L[:, m], want, rtol=2e-5, atol=1e-2)
+    with pytest.raises(InputError, match="cover"):
+        likelihood_matrix_arrays(
+            images[:5],
+            rot[:5],
+            shifts[:5],
+            CTFParams(defocus_u=ctf.defocus_u[:5], defocus_v=ctf.defocus_v[:5]),
+            atoms,
+            config,
+            LikelihoodConfig(kind="colored", spectra=spectra),
+        )
+    with pytest.raises(InputError, match="one"):
+        LikelihoodConfig(kind="colored", psd=_psd(), spectra=spectra)

@@ -301,3 +301,42 @@ def test_error_stack_not_mrc(tmp_path):
 def test_error_missing_star(tmp_path):
     with pytest.raises(InputError, match="none.star.*not found"):
         ParticleDataset(tmp_path / "none.star")
+
+
+# -------------------------------------------------------------------------------- micrographs
+def _with_micrographs(tmp_path, mics, px=(1.3,), groups=None):
+    _stack(tmp_path / "s.mrcs", np.zeros((len(mics), BOX, BOX), np.float32))
+    names = [format_image_name(i + 1, "s.mrcs") for i in range(len(mics))]
+    particles = _particles(names, np.random.default_rng(0), groups)
+    particles["rlnMicrographName"] = mics
+    return write_particles(tmp_path / "p.star", (_optics(px=px), particles))
+
+
+@pytest.mark.parametrize("missing", ["", ".", "None"])
+def test_error_micrograph_name_missing_for_some_particles(tmp_path, missing):
+    star = _with_micrographs(tmp_path, ["m1.mrc", "m1.mrc", missing, "m2.mrc", missing])
+    with pytest.raises(
+        InputError, match=r"p.star: column rlnMicrographName, row 3: no micrograph name.*2 of 5"
+    ):
+        ParticleDataset(star)
+
+
+def test_micrograph_names_all_missing_is_like_no_column(tmp_path):
+    star = _with_micrographs(tmp_path, ["", "", ""])
+    assert len(ParticleDataset(star)) == 3
+
+
+def test_error_micrograph_in_groups_with_different_pixel_sizes(tmp_path):
+    star = _with_micrographs(tmp_path, ["m1.mrc", "m1.mrc", "m2.mrc"], (1.3, 1.5), [1, 2, 1])
+    with pytest.raises(
+        InputError,
+        match=r"p.star: column rlnMicrographName: micrograph m1.mrc is in optics groups that "
+        r"disagree \(group 1: rlnImagePixelSize 1.3, group 2: rlnImagePixelSize 1.5\)",
+    ):
+        ParticleDataset(star)
+
+
+def test_micrograph_in_two_groups_with_the_same_optics_ok(tmp_path):
+    star = _with_micrographs(tmp_path, ["m1.mrc", "m1.mrc", "m2.mrc"], (1.3, 1.3), [1, 2, 2])
+    ds = ParticleDataset(star)
+    assert ds.table.particles["rlnMicrographName"].tolist() == ["m1.mrc", "m1.mrc", "m2.mrc"]

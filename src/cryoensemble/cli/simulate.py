@@ -24,6 +24,8 @@ _SPECS = {
     "weights": OptionSpec(("--weights", "-w"), type=list[str]),
     "spherical_aberration": OptionSpec(("--cs",)),
     "apply_ctf": OptionSpec(("--no-ctf",)),
+    # off by default now (the stacks are only a template); --no-check-stacks still accepted
+    "check_stacks": OptionSpec(("--check-stacks/--no-check-stacks",)),
 }
 
 

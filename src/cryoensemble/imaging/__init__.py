@@ -11,6 +11,9 @@ from cryoensemble.imaging._particles import (
 from cryoensemble.imaging._particles import (
     ParticleBatch as ParticleBatch,
 )
+from cryoensemble.imaging._particles import (
+    crop_geometry as crop_geometry,
+)
 from cryoensemble.imaging._pipeline import (
     ImagingConfig as ImagingConfig,
 )

@@ -8,6 +8,7 @@ held in memory) implement it.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Iterator, Sequence
 
 import equinox as eqx
@@ -19,7 +20,11 @@ from jaxtyping import Array, ArrayLike, Float, Int
 from cryoensemble.errors import InputError, check_positive
 from cryoensemble.optics import CTFParams
 
-__all__ = ["AbstractParticles", "ArrayParticles", "ParticleBatch"]
+__all__ = ["AbstractParticles", "ArrayParticles", "ParticleBatch", "crop_geometry"]
+
+# Relative tolerance on a requested pixel size: STAR files carry pixel sizes such as
+# 1.0600000143 (float32 round trips), which must still match 1.06.
+_PIXEL_SIZE_RTOL = 1e-4
 
 
 class ParticleBatch(eqx.Module):
@@ -50,12 +55,122 @@ class ParticleBatch(eqx.Module):
         return int(np.asarray(self.valid).sum())
 
 
+def crop_geometry(
+    native_box: int,
+    native_pixel_size: float,
+    pixel_size: float | None = None,
+    box_size: int | None = None,
+    source: str = "particles",
+) -> tuple[int, float]:
+    """(box in pixels, pixel size in Angstrom) of images of ``native_box`` pixels of
+    ``native_pixel_size`` Angstrom after Fourier cropping to ``pixel_size`` and/or ``box_size``.
+
+    Fourier cropping keeps the field of view: box x pixel size is unchanged, so the new pixel
+    size is ``native_pixel_size * native_box / box``. Only downsampling is possible (a pixel size
+    at least the native one, an even box at most the native one); a pixel size must be reached
+    exactly (relative 1e-4) by an even box, otherwise the message lists the nearest boxes.
+
+    Arguments:
+        native_box: box of the stored images (pixels).
+        native_pixel_size: pixel size of the stored images (Angstrom).
+        pixel_size: wanted pixel size (Angstrom); None: from ``box_size``, or the native one.
+        box_size: wanted box (pixels, even); None: from ``pixel_size``, or the native one.
+        source: the particle file, named in the messages.
+    """
+    if pixel_size is None and box_size is None:
+        return int(native_box), float(native_pixel_size)
+    fov = native_box * native_pixel_size  # field of view (A), kept by the crop
+    box = _target_box(native_box, native_pixel_size, pixel_size, box_size, source)
+    if pixel_size is not None:
+        reached = fov / box
+        if abs(reached - pixel_size) > _PIXEL_SIZE_RTOL * pixel_size:
+            raise InputError(
+                f"{source}: pixel_size = {pixel_size:g} A and box_size = {box} pixels disagree: "
+                f"{native_box} pixels of {native_pixel_size:g} A cropped to {box} pixels are "
+                f"{reached:g} A"
+            )
+    return box, fov / box
+
+
+def _target_box(
+    native_box: int,
+    native_pixel_size: float,
+    pixel_size: float | None,
+    box_size: int | None,
+    source: str,
+) -> int:
+    """The even box (pixels) of the crop; refuses upsampling and unreachable pixel sizes."""
+    if box_size is not None:
+        if box_size == native_box and not isinstance(box_size, bool):
+            return int(native_box)
+        if isinstance(box_size, bool) or int(box_size) != box_size or box_size < 2 or box_size % 2:
+            raise InputError(
+                f"{source}: box_size must be an even number of pixels, got {box_size!r}"
+            )
+        if box_size > native_box:
+            raise InputError(
+                f"{source}: box_size = {box_size} is larger than the stored {native_box}-pixel "
+                "images; only downsampling (Fourier cropping) is supported"
+            )
+        return int(box_size)
+    try:
+        px = check_positive("pixel_size (Angstrom)", pixel_size)
+    except InputError as err:
+        raise InputError(f"{source}: {err}") from None
+    if px < native_pixel_size * (1 - _PIXEL_SIZE_RTOL):
+        raise InputError(
+            f"{source}: pixel_size = {px:g} A is smaller than the stored images' "
+            f"{native_pixel_size:g} A; only downsampling (Fourier cropping) is supported"
+        )
+    exact = native_box * native_pixel_size / px
+    if abs(exact - native_box) <= _PIXEL_SIZE_RTOL * exact:
+        return int(native_box)  # the native pixel size: nothing to crop (odd boxes too)
+    box = 2 * round(exact / 2)
+    if box < 2 or abs(exact - box) > _PIXEL_SIZE_RTOL * exact:
+        low, high = max(2, 2 * math.floor(exact / 2)), 2 * math.ceil(exact / 2)
+        options = ", ".join(
+            f"box_size = {b} gives {native_box * native_pixel_size / b:g} A"
+            for b in sorted({low, min(high, native_box)})
+        )
+        raise InputError(
+            f"{source}: pixel_size = {px:g} A is not reachable by Fourier cropping "
+            f"{native_box} pixels of {native_pixel_size:g} A to an even box ({options})"
+        )
+    return box
+
+
 class AbstractParticles(abc.ABC):
     """A set of particles read in batches: ``box_size`` (pixels), ``pixel_size`` (Angstrom),
     ``len()``, and :meth:`batch`."""
 
     box_size: int
     pixel_size: float
+
+    def mask_radius_px(self, radius: float, field: str = "mask_radius") -> float:
+        """A circular mask radius in Angstrom as pixels of these images, checked to fit.
+
+        The radius must be at least 2 pixels and at most half the box (the disc inscribed in
+        the image); a larger disc means the particle images are too small for the mask.
+
+        Arguments:
+            radius: mask radius in Angstrom.
+            field: the option that gave ``radius``, named in the messages.
+        """
+        source = getattr(self, "star_path", type(self).__name__)
+        r = check_positive(f"{field} (Angstrom)", radius)
+        radius_px = r / self.pixel_size
+        if radius_px < 2:
+            raise InputError(
+                f"{source}: {field} = {r:g} A is under 2 pixels ({self.pixel_size:g} A)"
+            )
+        half = self.box_size / 2
+        if radius_px > half:
+            raise InputError(
+                f"{source}: {field} = {r:g} A ({radius_px:.1f} pixels) is larger than half the "
+                f"box ({self.box_size} pixels of {self.pixel_size:g} A: at most "
+                f"{half * self.pixel_size:g} A); the particle images are too small for the mask"
+            )
+        return radius_px
 
     @abc.abstractmethod
     def __len__(self) -> int: ...

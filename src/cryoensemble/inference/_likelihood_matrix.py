@@ -27,12 +27,17 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from cryoensemble.errors import InputError, check_positive
 from cryoensemble.imaging import AbstractParticles, ArrayParticles, ImagingConfig, simulate_images
 from cryoensemble.inference._likelihood import centre_in_mask, marginal_from_centred
-from cryoensemble.noise import AbstractGaussianNoise, ColoredGaussianNoise, WhiteGaussianNoise
+from cryoensemble.noise import (
+    AbstractGaussianNoise,
+    ColoredGaussianNoise,
+    NoiseSpectra,
+    WhiteGaussianNoise,
+)
 from cryoensemble.optics import CTFParams
 from cryoensemble.parallel import PARTICLE_AXIS, particle_mesh
 from cryoensemble.progress import AbstractProgressMeter, NoProgressMeter
@@ -49,7 +54,8 @@ __all__ = [
 ]
 
 #: white: known sigma; marginal: scale/offset fitted, variance marginalised; colored: whiten with
-#: the PSD then marginal; colored_white: whiten then white with sigma = 1 (absolute PSD).
+#: the PSD (one for all particles, or each particle's from :class:`~cryoensemble.noise.
+#: NoiseSpectra`) then marginal; colored_white: whiten then white with sigma = 1 (absolute PSD).
 KINDS = ("white", "marginal", "colored", "colored_white")
 
 
@@ -62,7 +68,11 @@ class LikelihoodConfig(eqx.Module):
     Arguments:
         kind: one of :data:`KINDS`.
         sigma: the noise standard deviation (image units) for "white".
-        psd: the noise PSD on the rfft grid (n, n // 2 + 1) for the coloured kinds.
+        psd: the noise PSD on the rfft grid (n, n // 2 + 1) for the coloured kinds, shared by
+            every particle.
+        spectra: per-particle noise spectra for the coloured kinds (instead of ``psd``;
+            :func:`cryoensemble.noise.estimate_noise_spectra`), looked up by the particles'
+            0-based indices in the dataset.
         mask: an (n, n) 0/1 (or boolean) array (e.g. :func:`cryoensemble.ndimage.circular_mask`)
             or None for all pixels.
         mask3d: a :class:`~cryoensemble.projection.MapProjector` of a 3-D 0/1 mask (voxel = pixel,
@@ -75,6 +85,7 @@ class LikelihoodConfig(eqx.Module):
     kind: str = eqx.field(static=True, default="marginal")
     sigma: float | None = eqx.field(static=True, default=None)
     psd: Float[Array, "n m"] | None = None
+    spectra: NoiseSpectra | None = None
     mask: Array | None = None
     mask3d: MapProjector | None = None
     mask3d_threshold: float = eqx.field(static=True, default=0.5)
@@ -89,8 +100,11 @@ class LikelihoodConfig(eqx.Module):
             if self.sigma is None:
                 raise InputError("the white-noise likelihood needs the noise sigma (--noise-sigma)")
             check_positive("noise sigma", self.sigma)
-        if self.kind.startswith("colored") and self.psd is None:
-            raise InputError(f"the {self.kind} likelihood needs a noise power spectrum (psd)")
+        coloured = self.kind.startswith("colored")
+        if coloured and (self.psd is None) == (self.spectra is None):
+            raise InputError(
+                f"the {self.kind} likelihood needs a noise power spectrum: psd or spectra (one)"
+            )
 
     @property
     def marginal(self) -> bool:
@@ -99,12 +113,25 @@ class LikelihoodConfig(eqx.Module):
 
     @property
     def noise_model(self) -> AbstractGaussianNoise | None:
-        """The noise model: white (sigma), coloured (psd), or None ("marginal": no whitening)."""
+        """The noise model shared by every particle: white (sigma), coloured (psd), or None
+        ("marginal": no whitening; per-particle ``spectra``: see :meth:`particle_psds`)."""
         if self.kind == "white" and self.sigma is not None:
             return WhiteGaussianNoise(jnp.asarray(self.sigma))
         if self.kind.startswith("colored") and self.psd is not None:
             return ColoredGaussianNoise(self.psd)
         return None
+
+    def particle_psds(self, indices: Int[ArrayLike, " b"] | None) -> Float[Array, "b n m"] | None:
+        """Each particle's PSD from ``spectra`` (None without spectra).
+
+        Arguments:
+            indices: (b,) 0-based particle indices in the dataset.
+        """
+        if self.spectra is None:
+            return None
+        if indices is None:
+            raise InputError("per-particle noise spectra need the particles' indices")
+        return self.spectra.psd(indices)
 
 
 def stack_structures(structures: Sequence[GaussianAtoms]) -> GaussianAtoms:
@@ -144,9 +171,32 @@ def _masks(opts: LikelihoodConfig, rotations, shifts, n: int, dtype):
     return (proj > opts.mask3d_threshold * mask3d.voxel_size).astype(dtype) * base
 
 
-def _pair_function(opts: LikelihoodConfig, images: Array, masks: Array):
+def _whiten_each(image: Array, psd: Array) -> Array:
+    return ColoredGaussianNoise(psd).whiten(image)
+
+
+def _per_particle_pair_function(opts: LikelihoodConfig, images, masks, psds):
+    """As :func:`_pair_function` with one PSD per particle (a data term like the image)."""
+    if not opts.marginal:
+        return (lambda x, yi, mi, pi: ColoredGaussianNoise(pi).log_likelihood(yi, x, mi)), (
+            images,
+            masks,
+            psds,
+        )
+    yc, n_pix = jax.vmap(lambda y, m, p: centre_in_mask(_whiten_each(y, p), m))(images, masks, psds)
+
+    def marginal(x, yci, mi, npix, pi):
+        xc = centre_in_mask(_whiten_each(x, pi), mi)[0]
+        return marginal_from_centred(xc, yci, npix, opts.exact)
+
+    return marginal, (yc, masks, n_pix, psds)
+
+
+def _pair_function(opts: LikelihoodConfig, images: Array, masks: Array, psds: Array | None):
     """The (model image, data terms...) -> log-likelihood function of one pair, and the data
     terms of every particle (computed once, shared by all structures)."""
+    if psds is not None:
+        return _per_particle_pair_function(opts, images, masks, psds)
     noise = opts.noise_model
     if not opts.marginal and noise is not None:
         return (lambda x, yi, mi: noise.log_likelihood(yi, x, mi)), (images, masks)
@@ -167,10 +217,13 @@ def batch_log_likelihoods(
     ctf: CTFParams,
     opts: LikelihoodConfig,
     config: ImagingConfig,
+    indices: Int[ArrayLike, " b"] | None = None,
 ) -> Float[Array, "b M"]:
     """(b, M) log-likelihoods of a batch of particles against the stacked structures.
 
-    Data-image terms (whitening, centring) are computed once per particle. Jit-compile the caller.
+    Data-image terms (whitening, centring) are computed once per particle; with per-particle
+    noise spectra each particle's PSD is formed here, so memory stays bounded by the batch.
+    Jit-compile the caller.
 
     Arguments:
         stacked: M structures stacked by :func:`stack_structures`.
@@ -180,11 +233,13 @@ def batch_log_likelihoods(
         ctf: batched :class:`~cryoensemble.optics.CTFParams`.
         opts: the likelihood.
         config: the imaging settings (box = image side).
+        indices: (b,) 0-based particle indices in the dataset (needed by ``opts.spectra``).
     """
     images = jnp.asarray(images)
     n = config.box_size
     masks = _masks(opts, rotations, shifts, n, images.dtype)
-    pair, data = _pair_function(opts, images, masks)
+    psds = opts.particle_psds(indices)
+    pair, data = _pair_function(opts, images, masks, psds)
 
     def per_structure(atoms):
         x = simulate_images(atoms, rotations, shifts, ctf, config)
@@ -194,21 +249,21 @@ def batch_log_likelihoods(
 
 
 @eqx.filter_jit
-def _batch_single(stacked, images, rotations, shifts, ctf, opts, config):
-    return batch_log_likelihoods(stacked, images, rotations, shifts, ctf, opts, config)
+def _batch_single(stacked, images, rotations, shifts, ctf, indices, opts, config):
+    return batch_log_likelihoods(stacked, images, rotations, shifts, ctf, opts, config, indices)
 
 
 def _make_sharded(mesh: Mesh, config):
     """A jitted, shard_map-ped batch function for ``mesh`` (particle axis split)."""
 
-    def fn(stacked, images, rotations, shifts, ctf, opts):
-        return batch_log_likelihoods(stacked, images, rotations, shifts, ctf, opts, config)
+    def fn(stacked, images, rotations, shifts, ctf, indices, opts):
+        return batch_log_likelihoods(stacked, images, rotations, shifts, ctf, opts, config, indices)
 
     part = P(PARTICLE_AXIS)
     mapped = jax.shard_map(
         fn,
         mesh=mesh,
-        in_specs=(P(), part, part, part, part, P()),
+        in_specs=(P(), part, part, part, part, part, P()),
         out_specs=part,
         check_vma=False,
     )
@@ -216,7 +271,7 @@ def _make_sharded(mesh: Mesh, config):
 
 
 # -- drivers --------------------------------------------------------------------------------------
-def _prepare(structures, config, opts, n_box):
+def _prepare(structures, config, opts, n_box, n_particles):
     if isinstance(structures, GaussianAtoms):
         structures = [structures]
     structures = list(structures)
@@ -233,13 +288,27 @@ def _prepare(structures, config, opts, n_box):
             f"noise PSD shape {tuple(opts.psd.shape)} does not match the image size "
             f"{n_box} (expected {(n_box, n_box // 2 + 1)})"
         )
+    _check_spectra(opts.spectra, n_box, n_particles)
     return stacked, len(structures)
+
+
+def _check_spectra(spectra: NoiseSpectra | None, n_box: int, n_particles: int) -> None:
+    if spectra is None:
+        return
+    if spectra.box_size != n_box:
+        raise InputError(
+            f"the noise spectra are for {spectra.box_size}-pixel images, the particles are {n_box}"
+        )
+    if len(spectra) != n_particles:
+        raise InputError(
+            f"the noise spectra cover {len(spectra)} particles, the dataset has {n_particles}"
+        )
 
 
 def _runner(mesh: Mesh | None, config, opts):
     if mesh is None or mesh.size == 1:
         return lambda stacked, batch: _batch_single(
-            stacked, batch[0], batch[1], batch[2], batch[3], opts, config
+            stacked, batch[0], batch[1], batch[2], batch[3], batch[4], opts, config
         )
     fn = _make_sharded(mesh, config)
     sharding = NamedSharding(mesh, P(PARTICLE_AXIS))
@@ -304,7 +373,7 @@ def likelihood_matrix(
         structures: the M structures (or one).
         config: the imaging settings; its box must equal the images'.
         kind, sigma, psd, mask, exact: build the likelihood when ``options`` is None (see
-            :class:`LikelihoodConfig`).
+            :class:`LikelihoodConfig`; per-particle noise spectra go through ``options``).
         options: the likelihood.
         batch_size: particles per compiled batch.
         indices: 0-based particles to use, in that order (default: all).
@@ -324,7 +393,7 @@ def likelihood_matrix(
     if n_total == 0:
         raise InputError(f"{getattr(dataset, 'star_path', 'dataset')}: no particles")
     idx_all = np.arange(n_total) if indices is None else np.asarray(indices, np.int64).reshape(-1)
-    stacked, n_struct = _prepare(structures, config, options, dataset.box_size)
+    stacked, n_struct = _prepare(structures, config, options, dataset.box_size, n_total)
     if out is None:
         out = np.empty((len(idx_all), n_struct), np.float32)
     elif out.shape != (len(idx_all), n_struct):
@@ -348,7 +417,7 @@ def likelihood_matrix(
     with meter.task("likelihood matrix", total=n_mine, unit="particles") as task:
         for start, b in mine:
             batch = dataset.batch(b, pad_to=pad_to)
-            args = (batch.images, batch.rotations, batch.shifts, batch.ctf)
+            args = (batch.images, batch.rotations, batch.shifts, batch.ctf, batch.indices)
             vals = np.asarray(run(stacked, args))[: len(b)]
             _check_finite(vals, b)
             local_rows[pos : pos + len(b)] = vals

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -23,7 +24,8 @@ def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
     """The top-level mapping of a ``.yaml``/``.yml``/``.json`` or ``.toml`` file.
 
     Raises :class:`ConfigError` naming the file for a missing file, an unknown suffix, a parse
-    error or a document that is not a mapping; an empty document is an empty mapping.
+    error, a document that is not a mapping, an option name that is not text, or a NaN or
+    infinite number anywhere (named by its key); an empty document is an empty mapping.
 
     Arguments:
         path: the configuration file.
@@ -42,13 +44,30 @@ def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown config format {suffix!r}; use .yaml, .yml or .toml")
     except ConfigError:
         raise
-    except Exception as err:
-        raise ConfigError(f"{path}: cannot parse config file: {err}") from None
+    except Exception as err:  # yaml/tomllib raise many kinds; RecursionError on deep nesting
+        detail = " ".join(str(err).split())  # yaml quotes the offending lines: keep one line
+        raise ConfigError(f"{path}: cannot parse config file: {detail}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the config must be a mapping of option: value")
+    _check_values(path, data, "")
     return data
+
+
+def _check_values(path: Path, value: Any, key: str) -> None:
+    """Option names are text and numbers finite, at every level (YAML allows neither rule)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: option {key or 'config'}: {value} is not a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                where = f" in {key}" if key else ""
+                raise ConfigError(f"{path}: option name {k!r}{where} is not text")
+            _check_values(path, v, f"{key}.{k}" if key else k)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_values(path, v, f"{key}.{i}")
 
 
 def validate_config(

@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import mrcfile
 import mrcfile.utils
@@ -37,6 +37,15 @@ __all__ = [
 _HEADER_BYTES = 1024
 _IMAGE_STACK_SPACEGROUP = 0
 _VOLUME_SPACEGROUP = 1
+# MRC2014 space groups: 0 image stack, 1-230 volume, 401-630 stack of volumes.
+_VOLUME_SPACEGROUPS = range(1, 231)
+_VOLUME_STACK_SPACEGROUPS = range(401, 631)
+# Header words that are floats and must be finite (cell lengths/angles, origin).
+_FLOAT_FIELDS = (
+    ("cella", ("x", "y", "z")),
+    ("cellb", ("alpha", "beta", "gamma")),
+    ("origin", ("x", "y", "z")),
+)
 
 
 class MrcHeaderInfo:
@@ -89,6 +98,7 @@ def _header_info(path: Path, header) -> MrcHeaderInfo:
     if dtype.kind == "c":
         raise InputError(f"{path}: MRC mode {int(header.mode)} is complex; real data expected")
     nsymbt = int(header.nsymbt)
+    _check_header_floats(path, header)
     offset = _HEADER_BYTES + nsymbt
     expected = offset + nx * ny * nz * dtype.itemsize
     actual = path.stat().st_size
@@ -110,13 +120,56 @@ def _header_info(path: Path, header) -> MrcHeaderInfo:
     return MrcHeaderInfo(path, nx, ny, nz, dtype, offset, vs, int(header.ispg))
 
 
-def read_header(path: str | os.PathLike) -> MrcHeaderInfo:
+def _check_header_floats(path: Path, header) -> None:
+    """Every float word of the header that describes geometry is finite."""
+    for group, names in _FLOAT_FIELDS:
+        for name in names:
+            value = float(getattr(header[group], name))
+            if not np.isfinite(value):
+                raise InputError(
+                    f"{path}: invalid MRC header field {group}.{name} = {value}; must be finite"
+                )
+
+
+def _check_kind(path: Path, header, expect: Literal["map", "stack"] | None) -> None:
+    """Refuse a 3-D map where a stack of 2-D images is expected, and the reverse.
+
+    The header decides (MRC2014: ``ispg`` 0 and ``mz`` 1 for image stacks, ``ispg`` 1-230
+    with ``mz = nz`` for volumes); a ``.mrcs`` file is a stack whatever its header says, as in
+    RELION.
+    """
+    nz, mz, ispg = int(header.nz), int(header.mz), int(header.ispg)
+    if expect == "stack" and nz > 1 and path.suffix.lower() != ".mrcs":
+        if ispg in _VOLUME_SPACEGROUPS and mz == nz:
+            raise InputError(
+                f"{path}: is a 3-D map (header ispg = {ispg}, {nz} sections), not a stack of "
+                "2-D particle images; particle stacks have ispg = 0 (or the suffix .mrcs)"
+            )
+        if ispg in _VOLUME_STACK_SPACEGROUPS:
+            raise InputError(
+                f"{path}: is a stack of 3-D volumes (header ispg = {ispg}), not a stack of 2-D "
+                "particle images"
+            )
+    if expect == "map" and nz > 1:
+        if (ispg == _IMAGE_STACK_SPACEGROUP and mz == 1) or ispg in _VOLUME_STACK_SPACEGROUPS:
+            raise InputError(
+                f"{path}: is a stack of {nz} images (header ispg = {ispg}, mz = {mz}), "
+                "not a 3-D map"
+            )
+
+
+def read_header(
+    path: str | os.PathLike, expect: Literal["map", "stack"] | None = None
+) -> MrcHeaderInfo:
     """Read and validate only the header of an MRC file (fast; the data are not read).
 
-    Raises :class:`InputError` for a missing, empty, invalid or truncated file.
+    Raises :class:`InputError` for a missing, empty, invalid or truncated file, non-finite
+    cell or origin values, and (with ``expect``) a 3-D map where a stack of images is expected
+    or the reverse.
 
     Arguments:
         path: the MRC file (map or stack).
+        expect: ``"stack"`` (2-D particle images), ``"map"`` (a 3-D volume) or None (either).
     """
     path = Path(path)
     _check_exists(path, "MRC file")
@@ -127,7 +180,9 @@ def read_header(path: str | os.PathLike) -> MrcHeaderInfo:
                 header = mrc.header.copy()
     except (ValueError, OSError, EOFError) as err:
         raise _open_error(path, err) from None
-    return _header_info(path, header)
+    info = _header_info(path, header)
+    _check_kind(path, header, expect)
+    return info
 
 
 def _axis_permutation(path: Path, header) -> tuple[int, int, int] | None:
@@ -154,7 +209,7 @@ def read_map(path: str | os.PathLike) -> tuple[Float32[np.ndarray, "z y x"], flo
         path: the MRC file (a 2-D image is returned as a map of one section).
     """
     path = Path(path)
-    info = read_header(path)  # validates the file size against the header
+    info = read_header(path, expect="map")  # validates the file size against the header
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -170,6 +225,7 @@ def read_map(path: str | os.PathLike) -> tuple[Float32[np.ndarray, "z y x"], flo
             f"{path}: data shape {data.shape} does not match the header "
             f"(nz, ny, nx) = ({info.nz}, {info.ny}, {info.nx})"
         )
+    _check_finite_data(path, data, "voxel")
     perm = _axis_permutation(path, header)
     if perm is not None:
         data = np.ascontiguousarray(np.transpose(data, perm))
@@ -184,6 +240,24 @@ def read_map(path: str | os.PathLike) -> tuple[Float32[np.ndarray, "z y x"], flo
             "a single voxel size is required"
         )
     return data, float(vx)
+
+
+def _check_finite_data(
+    path: Path, data: np.ndarray, what: str, indices: np.ndarray | None = None
+) -> None:
+    """Refuse NaN or infinite values, naming the first one (0-based indices).
+
+    ``indices``: the file index of each image of ``data`` (for a subset of a stack).
+    """
+    bad = ~np.isfinite(data)
+    if not bad.any():
+        return
+    where = np.unravel_index(int(np.flatnonzero(bad)[0]), data.shape)
+    value = data[where]
+    if indices is not None:
+        where = (indices[where[0]], *where[1:])
+    at = ", ".join(str(int(i)) for i in where)
+    raise InputError(f"{path}: {what} [{at}] (0-based) is {value}; MRC data must be finite")
 
 
 def _temp_path(path: Path) -> Path:
@@ -248,23 +322,26 @@ def read_stack(
         indices: 0-based image indices, any order; ``None`` reads all images.
     """
     path = Path(path)
-    info = read_header(path)
+    info = read_header(path, expect="stack")
     mm = np.memmap(
         path, dtype=info.dtype, mode="r", offset=info.offset, shape=(info.nz, info.ny, info.nx)
     )
     try:
-        if indices is None:
-            return np.array(mm, dtype=np.float32)
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        idx = np.arange(info.nz) if indices is None else np.asarray(indices).reshape(-1)
+        if idx.size and not np.issubdtype(idx.dtype, np.integer):
+            raise InputError(f"{path}: image indices must be integers, got {idx.dtype}")
+        idx = idx.astype(np.int64)
         bad = (idx < 0) | (idx >= info.nz)
         if bad.any():
             raise InputError(
                 f"{path}: image index {int(idx[bad][0])} (0-based) out of range; "
                 f"the stack has {info.nz} images"
             )
-        return np.asarray(mm[idx], dtype=np.float32)
+        images = np.asarray(mm[idx], dtype=np.float32)
     finally:
         del mm
+    _check_finite_data(path, images, "image, row, column", idx)
+    return images
 
 
 def _stack_header(nx: int, ny: int, nz: int, mode: int, pixel_size: float, stats) -> np.recarray:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shlex
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -259,7 +260,7 @@ def _data_line_numbers(path: Path | None, block: str | None) -> list[int] | None
     if path is None or block is None:
         return None
     try:
-        lines = Path(path).read_text(errors="replace").splitlines()
+        lines = _split_lines(Path(path).read_text(errors="replace"))
     except OSError:
         return None
     i, n = 0, len(lines)
@@ -379,6 +380,8 @@ def _normalise(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate and complete (optics, particles) in RELION 3.1 form; returns new frames."""
     where = _Source(src, path, optics_block, particles_block)
+    _check_unique_columns(optics, src, where.optics_name)
+    _check_unique_columns(particles, src, where.particles_name)
     optics = _normalise_optics(optics.copy(), where)
     particles = _normalise_particles(particles.copy(), optics, where, require_poses)
     _normalise_image_size(optics, particles, where, star_path_for_images)
@@ -387,6 +390,12 @@ def _normalise(
         PARTICLE_COLUMNS + [c for c in particles.columns if c not in PARTICLE_COLUMNS]
     ]
     return optics.reset_index(drop=True), particles.reset_index(drop=True)
+
+
+def _check_unique_columns(df: pd.DataFrame, src: str, block: str) -> None:
+    dup = df.columns[df.columns.duplicated()]
+    if len(dup):
+        raise InputError(f"{src}: {block} has column {dup[0]} more than once")
 
 
 def _normalise_optics(optics: pd.DataFrame, where: _Source) -> pd.DataFrame:
@@ -538,7 +547,7 @@ def _image_sizes_from_stacks(optics, particles, src, star_path) -> list[int]:
                 f"{src}: rlnImageSize is missing (optics group {g}) and the stack {stack} "
                 f"(looked for {resolved}) to read it from was not found"
             )
-        info = read_header(resolved)
+        info = read_header(resolved, expect="stack")
         if info.nx != info.ny:
             raise InputError(f"{resolved}: images are not square ({info.nx} x {info.ny})")
         sizes.append(info.nx)
@@ -628,23 +637,135 @@ def read_particles(path: str | os.PathLike, require_poses: bool = False) -> Part
 
 
 def _read_blocks(path: Path) -> dict:
-    """The data blocks of a STAR file (``rlnImageName`` kept as text)."""
+    """The data blocks of a STAR file (``rlnImageName`` kept as text), every number finite."""
     src = str(path)
     if not path.exists():
         raise InputError(f"{src}: STAR file not found")
     if path.is_dir():
         raise InputError(f"{src}: is a directory, expected a STAR file")
-    if path.stat().st_size == 0 or not path.read_bytes().strip():
+    raw = path.read_bytes()
+    if not raw.strip():
         raise InputError(f"{src}: STAR file is empty")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{src}: not a text file (byte {err.start} is not UTF-8)") from None
+    _check_layout(src, _split_lines(text))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             blocks = starfile.read(path, always_dict=True, parse_as_string=["rlnImageName"])
     except Exception as err:  # starfile/pandas raise many kinds on malformed text
-        raise InputError(f"{src}: cannot parse STAR file: {type(err).__name__}: {err}") from None
+        detail = " ".join(str(err).split())  # pandas messages span lines: keep one
+        raise InputError(f"{src}: cannot parse STAR file: {type(err).__name__}: {detail}") from None
     if not blocks:
         raise InputError(f"{src}: no data_ blocks found (not a STAR file?)")
+    for name, block in blocks.items():
+        _check_finite_numbers(block, src, path, name)
     return blocks
+
+
+def _split_lines(text: str) -> list[str]:
+    """Lines as starfile sees them (universal newlines only, not str.splitlines' extra breaks)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def _check_layout(src: str, lines: list[str]) -> None:
+    """Refuse what starfile would misread: repeated labels, rows of the wrong length.
+
+    Follows starfile's reading: a block is a loop if its first ``loop_`` or ``_label`` line is
+    ``loop_``; a loop's labels are the ``_label`` lines right after it, its rows every other
+    line up to the next ``data_`` line (blank lines and ``#`` comments skipped).
+    """
+    i, n = 0, len(lines)
+    while i < n:
+        if not lines[i].strip().startswith("data_"):
+            i += 1
+            continue
+        block = lines[i].strip()
+        i += 1
+        while i < n and not lines[i].strip().startswith(("loop_", "_", "data_")):
+            i += 1
+        if i < n and lines[i].strip().startswith("loop_"):
+            i = _check_loop(src, block, lines, i + 1)
+        elif i < n and lines[i].strip().startswith("_"):
+            i = _check_pairs(src, block, lines, i)
+
+
+def _check_loop(src: str, block: str, lines: list[str], i: int) -> int:
+    """Check the loop whose labels start at line index ``i``; return the index after it."""
+    labels: dict[str, int] = {}
+    while i < len(lines) and lines[i].strip().startswith("_"):
+        label = lines[i].split()[0][1:]
+        if not label or label in labels:
+            what = f"label _{label} of line {labels[label]}" if label else "an empty label"
+            raise InputError(f"{src}:{i + 1}: {block} repeats {what}; each column once")
+        labels[label] = i + 1
+        i += 1
+    while i < len(lines) and not lines[i].strip().startswith("data_"):
+        values = _tokens(src, i, lines[i])
+        if values and len(values) != len(labels):
+            few = "too few" if len(values) < len(labels) else "too many"
+            raise InputError(
+                f"{src}:{i + 1}: row of {block} has {few} values: {len(values)} for "
+                f"{len(labels)} columns"
+            )
+        i += 1
+    return i
+
+
+def _check_pairs(src: str, block: str, lines: list[str], i: int) -> int:
+    """Check a block of ``_label value`` lines starting at line index ``i``."""
+    seen: dict[str, int] = {}
+    while i < len(lines) and not lines[i].strip().startswith("data"):
+        if lines[i].strip().startswith("_"):
+            values = _tokens(src, i, lines[i])
+            if len(values) != 2:
+                raise InputError(f"{src}:{i + 1}: {block}: expected '_label value'")
+            if values[0] in seen:
+                raise InputError(
+                    f"{src}:{i + 1}: {block} repeats {values[0]} of line {seen[values[0]]}"
+                )
+            seen[values[0]] = i + 1
+        i += 1
+    return i
+
+
+def _tokens(src: str, i: int, line: str) -> list[str]:
+    """The values of a line (quotes group, ``#`` starts a comment), as pandas reads them."""
+    lexer = shlex.shlex(line.replace("'", '"'), posix=True)
+    lexer.whitespace_split, lexer.whitespace, lexer.commenters = True, " \t", "#"
+    try:
+        return list(lexer)
+    except ValueError as err:
+        raise InputError(f"{src}:{i + 1}: {err}") from None
+
+
+def _check_finite_numbers(block, src: str, path: Path, name: str) -> None:
+    """Every number of a block (any column, known or not) is finite; else name row and line."""
+    if isinstance(block, dict):
+        for key, v in block.items():
+            if isinstance(v, float) and not np.isfinite(v):
+                raise InputError(f"{src}: data_{name}, {key}: value {v} is not a finite number")
+        return
+    if not isinstance(block, pd.DataFrame):
+        return
+    for col in block.columns:
+        values = block[col]
+        if values.dtype.kind == "O":  # mixed text and numbers: check the numbers
+            numbers = values.map(lambda v: v if isinstance(v, float) else 0.0)
+            bad = ~np.isfinite(numbers.to_numpy(dtype=np.float64))
+        elif values.dtype.kind in "fc":
+            bad = ~np.isfinite(values.to_numpy())
+        else:
+            continue
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            lines = _data_line_numbers(path, name)
+            raise InputError(
+                f"{src}: column {col}, {_where(src, name, row, lines)}: value "
+                f"{values.iloc[row]!r} is not a finite number"
+            )
 
 
 def _frames_31(blocks: dict, src: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -52,13 +52,32 @@ Memory is bounded by chunking: ``rotation_chunk`` rotations x ``particle_batch``
 correlation maps (G x G float32) at a time on the global level (``lax.map`` over rotation
 chunks), one particle's 8 K children at a time on the refinement levels.
 
+Local pose marginalisation (``_local.py``). When the particles come with poses that are only
+approximately right (a consensus refinement), :func:`local_marginal_log_likelihood_matrix`
+averages the likelihood over a neighbourhood of each given pose: rotations exp([w]_x) A on a
+lattice of rotation vectors within ``extent`` standard deviations (Gaussian weights of
+``rotation_sigma`` per axis) and translations on a half-pixel grid around the given shift
+(Gaussian weights of ``shift_sigma``), the shifts from the same FFT cross-correlation and phase
+ramps as the search (no re-projection per shift). :func:`estimate_pose_prior` finds the two
+widths that maximise the total marginal likelihood (a grid search, refined by parabolas).
+
 Layout: ``_config.py`` (:class:`PoseSearchConfig`, the kernel settings), ``_kernels.py`` (the
-JAX kernels), ``_search.py`` (the library drivers). The ``cryoensemble poses`` outputs (STAR
+JAX kernels), ``_search.py`` (the library drivers), ``_local.py`` (the local marginal). The ``cryoensemble poses`` outputs (STAR
 file, report, plots) live in :mod:`cryoensemble.workflows.poses`.
 """
 
 from cryoensemble.posesearch._config import PoseSearchConfig as PoseSearchConfig
 from cryoensemble.posesearch._kernels import shift_window as shift_window
+from cryoensemble.posesearch._local import LocalPoseConfig as LocalPoseConfig
+from cryoensemble.posesearch._local import PosePriorEstimate as PosePriorEstimate
+from cryoensemble.posesearch._local import estimate_pose_prior as estimate_pose_prior
+from cryoensemble.posesearch._local import (
+    local_marginal_log_likelihood_matrix as local_marginal_log_likelihood_matrix,
+)
+from cryoensemble.posesearch._local import (
+    local_marginal_with_estimated_prior as local_marginal_with_estimated_prior,
+)
+from cryoensemble.posesearch._local import rotation_quadrature as rotation_quadrature
 from cryoensemble.posesearch._search import PoseSearchResult as PoseSearchResult
 from cryoensemble.posesearch._search import angular_errors as angular_errors
 from cryoensemble.posesearch._search import (
@@ -70,13 +89,19 @@ from cryoensemble.posesearch._search import prepare_reference as prepare_referen
 from cryoensemble.posesearch._search import score_rotations as score_rotations
 
 __all__ = [
+    "LocalPoseConfig",
+    "PosePriorEstimate",
     "PoseSearchConfig",
     "PoseSearchResult",
     "angular_errors",
+    "estimate_pose_prior",
+    "local_marginal_log_likelihood_matrix",
+    "local_marginal_with_estimated_prior",
     "marginal_log_likelihood_matrix",
     "pose_search",
     "pose_search_arrays",
     "prepare_reference",
+    "rotation_quadrature",
     "score_rotations",
     "shift_window",
 ]

@@ -127,6 +127,14 @@ def _parabola(minus, centre, plus):
     return jnp.clip(d, -0.5, 0.5)
 
 
+def _phase_ramp(d, grid: int):
+    """(D, G, G//2+1) Fourier factors translating an image by d (D, 2) pixels (x, y)."""
+    ky = jnp.fft.fftfreq(grid).astype(jnp.float32)[:, None]
+    kx = jnp.fft.rfftfreq(grid).astype(jnp.float32)[None, :]
+    d = jnp.asarray(d, jnp.float32)
+    return jnp.exp(-2j * jnp.pi * (kx[None] * d[:, 0, None, None] + ky[None] * d[:, 1, None, None]))
+
+
 def _score_all(
     templates, part: _Particles, win: _Window, cfg: PoseSearchConfig, n, grid, v, offsets=None
 ):
@@ -135,12 +143,7 @@ def _score_all(
     x_ft = templates * part.ctf[None]
     sx, sxx = _template_stats(x_ft, n, grid, v)  # a phase ramp changes neither
     if offsets is not None:
-        ky = jnp.fft.fftfreq(grid).astype(jnp.float32)[:, None]
-        kx = jnp.fft.rfftfreq(grid).astype(jnp.float32)[None, :]
-        d = jnp.asarray(offsets, jnp.float32)
-        ramp = jnp.exp(
-            -2j * jnp.pi * (kx[None] * d[:, 0, None, None] + ky[None] * d[:, 1, None, None])
-        )
+        ramp = _phase_ramp(offsets, grid)
         x_ft = (x_ft[:, None] * ramp[None]).reshape((-1,) + x_ft.shape[1:])
     corr = jnp.fft.irfft2(part.yft[None] * jnp.conj(x_ft), s=(grid, grid))
     r = templates.shape[0]

@@ -32,6 +32,11 @@ from cryoensemble.structure._model import AtomicModel
 __all__ = ["read_models", "read_structure", "write_multimodel_pdb", "write_pdb"]
 
 _CIF_SUFFIXES = (".cif", ".mmcif", ".bcif")
+# _atom_site columns gemmi needs to build atoms (without them it silently finds none).
+_CIF_REQUIRED = ("id", "type_symbol", "label_alt_id", "label_asym_id", "Cartn_x", "Cartn_y",
+                 "Cartn_z")  # fmt: skip
+_CIF_EITHER = (("label_atom_id", "auth_atom_id"), ("label_comp_id", "auth_comp_id"))
+_MISSING = ("?", ".")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class _Record:
     chain: str | None
     element: str  # columns 77-78, stripped
     xyz: tuple[float, float, float]
+    has_b_factor: bool  # columns 61-66 not blank
 
 
 def _read_text(path: Path) -> str:
@@ -100,13 +106,18 @@ def _parse_record(line: str, lineno: int, path: Path) -> _Record:
         chain=line[21:22].strip() if four else None,
         element=line[76:78].strip(),
         xyz=xyz,  # type: ignore[arg-type]
+        has_b_factor=bool(line[60:66].strip()),
     )
 
 
 def _scan_pdb(path: Path, text: str) -> list[list[_Record]]:
     """ATOM/HETATM records of each model, in file order."""
     models: list[list[_Record]] = [[]]
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text.split("\n"), start=1):  # gemmi's lines, not splitlines'
+        line = line.rstrip("\r")
+        if line[:4].upper() in ("ATOM", "HETA", "ANIS") and not line.isascii():
+            # gemmi cuts records at byte columns: a multi-byte character shifts every field
+            raise InputError(f"{path}:{lineno}: non-ASCII character in an atom record")
         tag = line[:6]
         if tag.startswith("MODEL"):
             if models[-1]:
@@ -127,15 +138,47 @@ def _record_index(records: list[_Record]) -> dict[tuple, collections.deque]:
     return index
 
 
-def _parse_structure(path: Path, text: str, cif: bool) -> gemmi.Structure:
+def _parse_structure(path: Path, text: str, cif: bool, b_factors: bool) -> gemmi.Structure:
     try:
         if cif:
-            doc = gemmi.cif.read_string(text)
-            return gemmi.make_structure_from_block(doc.sole_block())
+            block = gemmi.cif.read_string(text).sole_block()
+            _check_atom_site(path, block, b_factors)
+            return gemmi.make_structure_from_block(block)
         return gemmi.read_pdb_string(text)
+    except InputError:
+        raise
     except (RuntimeError, ValueError, IndexError) as exc:
         kind = "mmCIF" if cif else "PDB"
-        raise InputError(f"{path}: cannot parse the file as {kind}: {exc}") from None
+        detail = " ".join(str(exc).split())  # gemmi quotes the offending line: keep one line
+        raise InputError(f"{path}: cannot parse the file as {kind}: {detail}") from None
+
+
+def _check_atom_site(path: Path, block: gemmi.cif.Block, b_factors: bool) -> None:
+    """The _atom_site columns atoms are built from exist (named if not); B-factors if wanted."""
+    table = block.find_mmcif_category("_atom_site.")
+    tags = {t.removeprefix("_atom_site.") for t in table.tags}
+    if not tags:
+        raise InputError(f"{path}: no _atom_site table (no atoms)")
+    for name in _CIF_REQUIRED:
+        if name not in tags:
+            raise InputError(f"{path}: mmCIF _atom_site has no column _atom_site.{name}")
+    for a, b in _CIF_EITHER:
+        if a not in tags and b not in tags:
+            raise InputError(
+                f"{path}: mmCIF _atom_site has neither column _atom_site.{a} nor _atom_site.{b}"
+            )
+    if not b_factors:
+        return
+    if "B_iso_or_equiv" not in tags:
+        raise InputError(
+            f"{path}: B-factors were asked for but the file has no column _atom_site.B_iso_or_equiv"
+        )
+    for row, value in enumerate(table.find_column("_atom_site.B_iso_or_equiv")):
+        if value in _MISSING:
+            raise InputError(
+                f"{path}: B-factors were asked for but _atom_site.B_iso_or_equiv of atom row "
+                f"{row + 1} is {value!r} (unknown)"
+            )
 
 
 def _pick_altlocs(residue: gemmi.Residue) -> list[gemmi.Atom]:
@@ -183,6 +226,11 @@ def _model_columns(model: gemmi.Model, records, path: Path, cif: bool) -> dict[s
                 rec = queue.popleft() if queue else None
                 resname = rec.resname if rec and rec.resname else residue.name
                 chain_id = rec.chain if rec and rec.resname else chain.name
+                if residue.seqid.num is None:
+                    raise InputError(
+                        f"{path}: atom {atom.serial} ({atom.name!r} in residue {resname}) "
+                        "has no residue number (_atom_site.auth_seq_id or label_seq_id)"
+                    )
                 element = _element(atom, rec, resname, residue.seqid.num, path, cif)
                 cols["positions"].append(xyz)
                 cols["elements"].append(element)
@@ -193,24 +241,57 @@ def _model_columns(model: gemmi.Model, records, path: Path, cif: bool) -> dict[s
                 cols["residue_ids"].append(residue.seqid.num)
                 cols["chain_ids"].append(chain_id)
                 cols["is_hetero"].append(residue.het_flag == "H")
+                cols["where"].append(f"{path}:{rec.line}" if rec else f"{path}: atom {atom.serial}")
     return cols
 
 
+def _check_finite(cols: dict[str, list]) -> None:
+    """Coordinates, occupancies and B-factors are finite (mmCIF '?' or 'abc' parse as NaN)."""
+    for key, what in (
+        ("positions", "coordinates (_atom_site.Cartn_x/y/z)"),
+        ("occupancies", "occupancy"),
+        ("b_factors", "B-factor"),
+    ):
+        values = np.asarray(cols[key], dtype=np.float64)
+        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"{cols['where'][k]}: {what} of atom {cols['atom_names'][k]!r} in residue "
+                f"{cols['residue_names'][k]} {cols['residue_ids'][k]} is not a finite number "
+                f"({values[k]})"
+            )
+
+
+def _check_pdb_b_factors(path: Path, records: list[list[_Record]]) -> None:
+    """With B-factors asked for, every PDB atom record fills columns 61-66."""
+    for model in records:
+        for rec in model:
+            if not rec.has_b_factor:
+                raise InputError(
+                    f"{path}:{rec.line}: B-factors were asked for but columns 61-66 of atom "
+                    f"{rec.name!r} are blank"
+                )
+
+
 def _to_model(cols: dict[str, list], path: Path) -> AtomicModel:
+    _check_finite(cols)
     return AtomicModel(
         positions=np.asarray(cols["positions"], dtype=np.float64).reshape(-1, 3),
         atomic_numbers=np.array([atomic_number(e) for e in cols["elements"]], dtype=np.int64),
         source=str(path),
-        **{k: np.asarray(v) for k, v in cols.items() if k != "positions"},
+        **{k: np.asarray(v) for k, v in cols.items() if k not in ("positions", "where")},
     )
 
 
-def _load(path: str | os.PathLike, model_index: int | None) -> list[AtomicModel]:
+def _load(path: str | os.PathLike, model_index: int | None, b_factors: bool) -> list[AtomicModel]:
     p = Path(path)
     text = _read_text(p)
     cif = _is_cif(p, text)
     records = None if cif else _scan_pdb(p, text)
-    structure = _parse_structure(p, text, cif)
+    if records is not None and b_factors:
+        _check_pdb_b_factors(p, records)
+    structure = _parse_structure(p, text, cif, b_factors)
     n = len(structure)
     if n == 0 or all(m.count_atom_sites() == 0 for m in structure):
         raise InputError(f"{p}: no atoms found (no ATOM/HETATM records or _atom_site rows)")
@@ -219,6 +300,8 @@ def _load(path: str | os.PathLike, model_index: int | None) -> list[AtomicModel]
     for i in wanted:
         recs = records[i] if records is not None and i < len(records) else None
         cols = _model_columns(structure[i], recs if recs is not None else [], p, cif)
+        if not cols["positions"]:
+            raise InputError(f"{p}: model {i + 1} of {n} has no atoms")
         models.append(_to_model(cols, p))
     return models
 
@@ -233,30 +316,39 @@ def _check_index(path: Path, model_index: int, n: int) -> int:
     return int(model_index)
 
 
-def read_structure(path: str | os.PathLike, model_index: int = 0) -> AtomicModel:
+def read_structure(
+    path: str | os.PathLike, model_index: int = 0, require_b_factors: bool = False
+) -> AtomicModel:
     """Read one model of a PDB or mmCIF file (optionally gzipped) as an :class:`AtomicModel`.
 
     Positions are in Angstrom and B-factors in Angstrom^2. Of alternate locations, the one with
     the highest occupancy is kept (ties: the first). Elements come from the element column, or
     are inferred from atom and residue names when it is empty (see
     :func:`cryoensemble.structure.infer_element`). Raises :class:`InputError` for a
-    missing, empty or unparsable file, a file without atoms, or an out-of-range ``model_index``.
+    missing, empty or unparsable file, a file without atoms or without a column atoms need
+    (named), a coordinate, occupancy or B-factor that is not a finite number, or an
+    out-of-range ``model_index``.
 
     Arguments:
         path: a ``.pdb``, ``.cif``/``.mmcif`` file, optionally ``.gz`` (the format is detected
             from the content).
         model_index: which model of a multi-model file (0-based).
+        require_b_factors: the file must give every atom's B-factor (PDB columns 61-66,
+            mmCIF ``_atom_site.B_iso_or_equiv``); without it, missing B-factors take gemmi's
+            default (20 A^2 for mmCIF). Set it when the B-factors will be used.
     """
-    return _load(path, model_index)[0]
+    return _load(path, model_index, require_b_factors)[0]
 
 
-def read_models(path: str | os.PathLike) -> list[AtomicModel]:
+def read_models(path: str | os.PathLike, require_b_factors: bool = False) -> list[AtomicModel]:
     """Read all models of a (multi-model) PDB or mmCIF file, in file order.
 
     Arguments:
         path: a PDB or mmCIF file, optionally gzipped (see :func:`read_structure`).
+        require_b_factors: the file must give every atom's B-factor (see
+            :func:`read_structure`).
     """
-    return _load(path, None)
+    return _load(path, None, require_b_factors)
 
 
 # ----------------------------------------------------------------------------------- writing

@@ -215,6 +215,12 @@ class OptimizeConfig(EnsembleOptimizerConfig):
         True, description="Superpose each starting walker on the reference before iteration 1."
     )
     invert_contrast: bool = Field(False, description="Multiply the particle images by -1.")
+    pixel_size: float | None = Field(
+        None,
+        gt=0,
+        description="Read the particles at this pixel size (A, at least the stack's): images "
+        "Fourier-cropped as read, before any downsample (docs/io.md). None: the stack's.",
+    )
     apply_ctf: bool = Field(True, description="Apply the CTF to the model images.")
     pad_factor: float = Field(2.0, ge=1, le=4, description="Zero-padding before the CTF [1, 4].")
     chunk_size: int | None = Field(

@@ -125,9 +125,11 @@ def _likelihood_at(dataset, settings: EnsembleOptimizerConfig, f: int) -> Likeli
     """The marginal likelihood (with the settings' circular mask) at downsampling ``f``."""
     mask = None
     if settings.mask_radius is not None:
-        radius_px = settings.mask_radius / (dataset.pixel_size * f)
+        radius_px = dataset.mask_radius_px(settings.mask_radius, "mask_radius") / f
         if radius_px < 2:
-            raise InputError(f"mask_radius {settings.mask_radius} A is under 2 pixels")
+            raise InputError(
+                f"mask_radius {settings.mask_radius} A is under 2 pixels after downsample {f}"
+            )
         mask = circular_mask(dataset.box_size // f, radius_px)
     return LikelihoodConfig(kind="marginal", mask=mask, exact=settings.likelihood_exact)
 

@@ -184,7 +184,10 @@ def prepare_run(
     rmsd_index = selection_indices(template, cfg.rmsd_selection)
     gt, gt_names = _ground_truth(cfg, template, rmsd_index)
     dataset = ParticleDataset(
-        cfg.particles, invert_contrast=cfg.invert_contrast, require_poses=True
+        cfg.particles,
+        invert_contrast=cfg.invert_contrast,
+        require_poses=True,
+        pixel_size=cfg.pixel_size,
     )
     if len(dataset) == 0:
         raise InputError(f"{cfg.particles}: the STAR file holds no particles")

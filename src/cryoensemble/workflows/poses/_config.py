@@ -20,7 +20,7 @@ class PosesConfig(BaseModel):
     Arguments:
         particles, structures: the inputs.
         base_level, n_refine, n_candidates, max_shift, shift_sigma, likelihood, noise_sigma, pad_factor, interpolation, coarse_box, band_limit, apply_ctf, subpixel, batch_size, rotation_chunk: the search (see :class:`~cryoensemble.posesearch.PoseSearchConfig`).
-        invert_contrast, selection, center: how the images and models are read.
+        invert_contrast, pixel_size, selection, center: how the images and models are read.
         truth, plots: the outputs.
     """
 
@@ -51,6 +51,12 @@ class PosesConfig(BaseModel):
     apply_ctf: bool = Field(True, description="Apply the CTF to the templates.")
     subpixel: bool = Field(True, description="Quarter-pixel shifts on the refinement levels.")
     invert_contrast: bool = Field(False, description="Multiply the images by -1.")
+    pixel_size: float | None = Field(
+        None,
+        gt=0,
+        description="Read the particles at this pixel size (A, at least the stack's): images "
+        "Fourier-cropped on the fly (docs/io.md). None: the stack's.",
+    )
     selection: str = Field(
         "all", description="Atoms imaged: all, heavy, calpha, backbone, chain:A,B."
     )

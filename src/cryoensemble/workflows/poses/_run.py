@@ -59,7 +59,9 @@ def run(
     out = Path(out)
     check_output_target(out, overwrite)
     search = config.search_config()
-    ds = ParticleDataset(config.particles, invert_contrast=config.invert_contrast)
+    ds = ParticleDataset(
+        config.particles, invert_contrast=config.invert_contrast, pixel_size=config.pixel_size
+    )
     truth = input_poses_as_truth(ds.table, config.truth)
     refs = load_references(
         config.structures, ds.box_size, ds.pixel_size, config.selection, config.center

@@ -57,7 +57,9 @@ def run(config: RenderConfig, out: str | Path, *, overwrite: bool = False) -> Re
     """
     out = Path(out)
     check_output_target(out, overwrite)
-    model = read_structure(config.structure, model_index=config.model)
+    model = read_structure(
+        config.structure, model_index=config.model, require_b_factors=config.use_b_factors
+    )
     volume = reference_map(
         model,
         config.box_size,

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cryoensemble.errors import InputError
 
-__all__ = ["ReweightConfig", "check_likelihood_options"]
+__all__ = ["ReweightConfig", "check_likelihood_options", "check_local_poses"]
 
 #: The likelihoods of the likelihood matrix (see ``docs/likelihood.md``).
-Likelihood = Literal["marginal", "white", "colored", "colored_white"]
+Likelihood = Literal["auto", "marginal", "white", "colored", "colored_white"]
 
 
 def check_likelihood_options(
@@ -27,7 +27,7 @@ def check_likelihood_options(
     """Raise :class:`~cryoensemble.errors.InputError` for an impossible likelihood setting.
 
     Arguments:
-        likelihood: "marginal", "white", "colored" or "colored_white".
+        likelihood: "auto", "marginal", "white", "colored" or "colored_white".
         noise_sigma: noise standard deviation (image units), needed by "white".
         unknown_poses: the pose-marginalised likelihood (marginal or white, no masks).
         mask_radius: circular mask radius (Angstrom) or None.
@@ -35,8 +35,28 @@ def check_likelihood_options(
     """
     if likelihood == "white" and noise_sigma is None:
         raise InputError("the white-noise likelihood needs the noise sigma (--noise-sigma)")
-    if unknown_poses and (likelihood not in ("marginal", "white") or mask_radius or mask_3d):
+    if unknown_poses and (
+        likelihood not in ("auto", "marginal", "white") or mask_radius or mask_3d
+    ):
         raise InputError("--unknown-poses supports --likelihood marginal or white, without masks")
+
+
+def check_local_poses(
+    local_poses: str, likelihood: str, mask_radius: float | None, mask_3d: object
+) -> None:
+    """Raise :class:`~cryoensemble.errors.InputError` when the local pose marginalisation is
+    forced on with a likelihood it does not support.
+
+    Arguments:
+        local_poses: "auto", "on" or "off".
+        likelihood: the likelihood kind.
+        mask_radius: circular mask radius (Angstrom) or None.
+        mask_3d: 3-D mask file or None.
+    """
+    if local_poses not in ("auto", "on", "off"):
+        raise InputError(f"local poses must be auto, on or off, got {local_poses!r}")
+    if local_poses == "on" and (mask_radius or mask_3d):
+        raise InputError("--local-poses on does not support masks (--mask-radius, --mask-3d)")
 
 
 def _exists(path: Path | None, what: str) -> Path | None:
@@ -55,8 +75,8 @@ class ReweightConfig(BaseModel):
     Arguments:
         structures, topology, align_to, selection, center, allow_different_atoms: the ensemble
             (see :func:`~cryoensemble.workflows.reweight.prepare_atoms`).
-        particles, invert_contrast: the particles.
-        likelihood, noise_sigma, mask_radius, mask_3d, exact, pad_factor, apply_ctf, batch_size, chunk_size, unknown_poses, max_shift: the likelihood matrix.
+        particles, invert_contrast, pixel_size: the particles.
+        likelihood, noise_sigma, mask_radius, mask_3d, exact, pad_factor, apply_ctf, batch_size, chunk_size, unknown_poses, max_shift, local_poses: the likelihood matrix.
         prior_counts, credible_level, n_samples, burn_in, heldout_fraction, seed: the fit.
         plots: write the PNG plots.
     """
@@ -70,10 +90,12 @@ class ReweightConfig(BaseModel):
     )
     particles: Path = Field(description="Particle STAR file.")
     likelihood: Likelihood = Field(
-        "marginal",
-        description="white (known noise_sigma) | marginal (scale/offset fitted, variance "
-        "marginalised) | colored (whitened with the background PSD, then marginal) | "
-        "colored_white.",
+        "auto",
+        description="auto (colored unless the images are known to be white, e.g. a "
+        "cryoensemble simulation with white Gaussian noise; marginal with unknown poses) | "
+        "white (known noise_sigma) | marginal (scale/offset fitted, variance marginalised, no "
+        "whitening) | colored (whitened by the per-micrograph noise spectra estimated from the "
+        "particle backgrounds, then marginal) | colored_white (whitened, unit variance).",
     )
     noise_sigma: float | None = Field(None, gt=0, description="Noise sd (image units), white.")
     mask_radius: float | None = Field(None, gt=0, description="Circular mask radius (A).")
@@ -86,7 +108,20 @@ class ReweightConfig(BaseModel):
     chunk_size: int | None = Field(None, ge=1, description="Images formed at once in a batch.")
     unknown_poses: bool = Field(False, description="Marginalise over a pose search.")
     max_shift: float | None = Field(None, ge=0, description="Unknown poses: shift radius (A).")
+    local_poses: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Marginalise over rotations and shifts near each STAR pose, the pose-error "
+        "widths estimated from the data (docs/pose_search.md). auto: on for a STAR file, except "
+        "a cryoensemble simulation with exact poses (no cryoensembleTrue* columns) or masks "
+        "(the coloured likelihoods are whitened inside it); off for in-memory particles.",
+    )
     invert_contrast: bool = Field(False, description="Multiply the images by -1.")
+    pixel_size: float | None = Field(
+        None,
+        gt=0,
+        description="Read the particles at this pixel size (A, at least the stack's): images "
+        "Fourier-cropped on the fly (docs/io.md). None: the stack's.",
+    )
     center: bool = Field(True, description="Subtract the centre of mass.")
     align_to: Path | None = Field(None, description="Superpose every structure onto this one.")
     topology: Path | None = Field(None, description="Topology (PDB/mmCIF) for trajectories.")
@@ -130,6 +165,7 @@ class ReweightConfig(BaseModel):
         check_likelihood_options(
             self.likelihood, self.noise_sigma, self.unknown_poses, self.mask_radius, self.mask_3d
         )
+        check_local_poses(self.local_poses, self.likelihood, self.mask_radius, self.mask_3d)
         return self
 
     def reweight_options(self) -> dict:
@@ -144,12 +180,14 @@ class ReweightConfig(BaseModel):
             "center": self.center,
             "require_same_atoms": not self.allow_different_atoms,
             "invert_contrast": self.invert_contrast,
+            "pixel_size": self.pixel_size,
             "apply_ctf": self.apply_ctf,
             "pad_factor": self.pad_factor,
             "batch_size": self.batch_size,
             "chunk_size": self.chunk_size,
             "unknown_poses": self.unknown_poses,
             "max_shift": self.max_shift,
+            "local_poses": self.local_poses,
             "exact": self.exact,
             "prior_counts": self.prior_counts,
             "credible_level": self.credible_level,

@@ -65,8 +65,13 @@ def write_outputs(
     return paths
 
 
+def _reason(meta: dict) -> str:
+    return str(meta.get("likelihood_reason", "requested"))
+
+
 def summary_lines(result: ReweightResult) -> list[str]:
-    """One line per structure (weight, interval, MAP) and the held-out check, for a terminal.
+    """One line per structure (weight, interval, MAP), the likelihood used and why, and the
+    held-out check, for a terminal.
 
     Arguments:
         result: the reweighting.
@@ -77,6 +82,8 @@ def summary_lines(result: ReweightResult) -> list[str]:
         f"(MAP {result.map_weights[i]:.4f})"
         for i, name in enumerate(result.names)
     ]
+    if "likelihood" in result.meta:
+        lines.append(f"likelihood: {result.meta['likelihood']} ({_reason(result.meta)})")
     if result.heldout is not None:
         h = result.heldout
         lines.append(

@@ -30,14 +30,23 @@ from cryoensemble.inference import (
 )
 from cryoensemble.io import ParticleDataset, read_map
 from cryoensemble.ndimage import circular_mask
-from cryoensemble.noise import estimate_psd_from_dataset
-from cryoensemble.posesearch import PoseSearchConfig, marginal_log_likelihood_matrix
+from cryoensemble.posesearch import (
+    LocalPoseConfig,
+    PoseSearchConfig,
+    local_marginal_with_estimated_prior,
+    marginal_log_likelihood_matrix,
+)
 from cryoensemble.progress import AbstractProgressMeter, NoProgressMeter
 from cryoensemble.projection import MapProjector, default_half_width, prepare_map_projection
 from cryoensemble.scattering import GaussianAtoms
 from cryoensemble.structure import AtomicModel, NamedModel
+from cryoensemble.workflows._noise import (
+    choose_likelihood,
+    estimate_spectra,
+    spectra_record,
+)
 from cryoensemble.workflows.reweight._atoms import prepare_atoms
-from cryoensemble.workflows.reweight._config import check_likelihood_options
+from cryoensemble.workflows.reweight._config import check_likelihood_options, check_local_poses
 
 __all__ = ["ReweightResult", "reweight", "reweight_matrix"]
 
@@ -179,9 +188,7 @@ def _circular_mask(ds: AbstractParticles, mask_radius: float | None):
     """(mask (n, n) float32 or None, radius in pixels or None) for a radius in Angstrom."""
     if mask_radius is None:
         return None, None
-    radius_px = float(mask_radius) / ds.pixel_size
-    if radius_px < 2:
-        raise InputError(f"mask radius {mask_radius} A is under 2 pixels ({ds.pixel_size} A)")
+    radius_px = ds.mask_radius_px(mask_radius, "mask_radius")  # 2 px <= radius <= box / 2
     return circular_mask(ds.box_size, radius_px).astype(jnp.float32), radius_px
 
 
@@ -198,10 +205,10 @@ def _known_pose_matrix(
     batch_size: int,
     chunk_size: int | None,
     exact: bool,
-    psd_sample: int,
     progress: AbstractProgressMeter,
-) -> np.ndarray:
-    """The likelihood matrix at the particles' poses (masks and coloured noise allowed)."""
+) -> tuple[np.ndarray, dict]:
+    """The likelihood matrix at the particles' poses (masks and coloured noise allowed), and
+    what the outputs record about the noise spectra."""
     half = max(default_half_width(a, ds.pixel_size) for a in atoms)
     config = ImagingConfig(
         box_size=ds.box_size,
@@ -212,26 +219,93 @@ def _known_pose_matrix(
         chunk_size=chunk_size,
     )
     mask, radius_px = _circular_mask(ds, mask_radius)
-    psd = None
+    spectra, record = None, {}
     if likelihood.startswith("colored"):
-        psd = estimate_psd_from_dataset(ds, radius_px, n_sample=psd_sample)
+        spectra = estimate_spectra(ds, radius_px, progress)
+        record = spectra_record(spectra)
     projector = None if mask3d is None else _mask_projector(mask3d, ds.box_size, ds.pixel_size)
     opts = LikelihoodConfig(
-        kind=likelihood, sigma=noise_sigma, psd=psd, mask=mask, mask3d=projector, exact=exact
+        kind=likelihood,
+        sigma=noise_sigma,
+        spectra=spectra,
+        mask=mask,
+        mask3d=projector,
+        exact=exact,
     )
-    return likelihood_matrix(
-        ds, atoms, config, options=opts, batch_size=batch_size, progress=progress
+    L = likelihood_matrix(ds, atoms, config, options=opts, batch_size=batch_size, progress=progress)
+    return L, record
+
+
+def _exact_poses(ds: AbstractParticles) -> bool:
+    """Whether the given poses are exact: in-memory particles, or a cryoensemble simulation
+    (ground-truth ``cryoensembleStructureIndex``) that recorded no pose error
+    (``cryoensembleTrue*`` columns)."""
+    table = getattr(ds, "table", None)
+    if table is None:
+        return True
+    columns = [str(c) for c in table.particles.columns]
+    simulated = "cryoensembleStructureIndex" in columns
+    return simulated and not any(c.startswith("cryoensembleTrue") for c in columns)
+
+
+def _local_poses_on(
+    local_poses: str, ds: AbstractParticles, likelihood: str, mask_radius, mask3d
+) -> bool:
+    if local_poses != "auto":
+        return local_poses == "on"
+    supported = not mask_radius and mask3d is None
+    return supported and not _exact_poses(ds)
+
+
+def _local_pose_matrix(
+    ds: AbstractParticles,
+    atoms: list[GaussianAtoms],
+    likelihood: str,
+    noise_sigma: float | None,
+    exact: bool,
+    apply_ctf: bool,
+    progress: AbstractProgressMeter,
+) -> tuple[np.ndarray, dict]:
+    """The local pose-marginalised matrix (widths estimated from the data; coloured kinds
+    whitened by the per-micrograph spectra) and what the outputs record about it."""
+    spectra, record = None, {}
+    if likelihood.startswith("colored"):
+        spectra = estimate_spectra(ds, None, progress)
+        record = spectra_record(spectra)
+    white = likelihood in ("white", "colored_white")
+    sigma = (1.0 if likelihood == "colored_white" else noise_sigma) if white else None
+    # Cost: 33 rotations x half-pixel shifts per pair; on images band-limited to 5 A with an
+    # unpadded template grid it is ~11x the known-pose path (78x at full band, pad 2; see
+    # docs/pose_search.md), and the signal of low-SNR stacks beyond 5 A is small.
+    local = LocalPoseConfig(
+        kind="white" if white else "marginal", sigma=sigma, exact=exact, pad_factor=1.0,
+        apply_ctf=apply_ctf, band_limit=5.0,
+    )  # fmt: skip
+    L, estimate = local_marginal_with_estimated_prior(
+        ds, atoms, local, psd=spectra, progress=progress
     )
+    return L, {**record, "local_poses": estimate.to_json()}
 
 
 def _dataset(
-    particles: str | os.PathLike | AbstractParticles, invert_contrast: bool, unknown_poses: bool
+    particles: str | os.PathLike | AbstractParticles,
+    invert_contrast: bool,
+    unknown_poses: bool,
+    pixel_size: float | None = None,
 ) -> AbstractParticles:
     if isinstance(particles, AbstractParticles):
+        if pixel_size is not None and abs(pixel_size - particles.pixel_size) > 1e-4 * pixel_size:
+            raise InputError(
+                f"pixel_size = {pixel_size:g} A: give it to ParticleDataset(..., pixel_size=) "
+                f"(these particles are at {particles.pixel_size:g} A)"
+            )
         ds = particles
     else:
         ds = ParticleDataset(
-            particles, invert_contrast=invert_contrast, require_poses=not unknown_poses
+            particles,
+            invert_contrast=invert_contrast,
+            require_poses=not unknown_poses,
+            pixel_size=pixel_size,
         )
     if len(ds) == 0:
         raise InputError(f"{particles}: the STAR file holds no particles")
@@ -242,7 +316,7 @@ def reweight(
     particles: str | os.PathLike | AbstractParticles,
     models: Sequence[NamedModel],
     *,
-    likelihood: str = "marginal",
+    likelihood: str = "auto",
     noise_sigma: float | None = None,
     mask_radius: float | None = None,
     mask3d: str | os.PathLike | None = None,
@@ -251,14 +325,15 @@ def reweight(
     align_to: AtomicModel | None = None,
     require_same_atoms: bool = True,
     invert_contrast: bool = False,
+    pixel_size: float | None = None,
     apply_ctf: bool = True,
     pad_factor: float = 2.0,
     batch_size: int = 128,
     chunk_size: int | None = None,
     unknown_poses: bool = False,
     max_shift: float | None = None,
+    local_poses: str = "auto",
     exact: bool = True,
-    psd_sample: int = 2000,
     progress: AbstractProgressMeter = NoProgressMeter(),
     **fit_kwargs,
 ) -> ReweightResult:
@@ -268,12 +343,18 @@ def reweight(
         particles: a particle STAR file or a particle set (e.g.
             :class:`~cryoensemble.io.ParticleDataset`).
         models: the ensemble (see :func:`cryoensemble.structure.load_structures`).
-        likelihood: "marginal", "white" (needs ``noise_sigma``), "colored" or "colored_white".
+        likelihood: "auto" (default: "colored" with the per-micrograph noise spectra estimated
+            from the stack, or "marginal" when the images are known to be white or with
+            ``unknown_poses``; see :mod:`cryoensemble.workflows._noise`), "marginal", "white"
+            (needs ``noise_sigma``), "colored" or "colored_white" (whitened by the estimated
+            per-particle spectra).
         noise_sigma: noise standard deviation (image units) for "white".
         mask_radius: circular mask radius in Angstrom (None: all pixels).
         mask3d: a 3-D mask (MRC, particle box and pixel size) projected at each pose.
         selection, center, align_to, require_same_atoms: see :func:`prepare_atoms`.
         invert_contrast: multiply the images read from ``particles`` (a file) by -1.
+        pixel_size: read ``particles`` (a file) at this pixel size (Angstrom), Fourier-cropped
+            on the fly (see :class:`~cryoensemble.io.ParticleDataset`); None: the stack's.
         apply_ctf: multiply the model images by each particle's CTF.
         pad_factor: zero-padding factor of the CTF product.
         batch_size: particles read at once.
@@ -282,18 +363,26 @@ def reweight(
             search (:func:`cryoensemble.posesearch.marginal_log_likelihood_matrix`; "marginal"
             or "white", without masks).
         max_shift: with ``unknown_poses``, the shift search radius in Angstrom.
+        local_poses: "on": marginalise over a neighbourhood of each given pose, widths estimated
+            from the data (:func:`cryoensemble.posesearch.local_marginal_with_estimated_prior`);
+            "auto": on for a STAR file unless :func:`_exact_poses` (or masks);
+            "off": the given poses are exact.
         exact: the full marginal formula (False: -N/2 log ||r||^2).
-        psd_sample: particles sampled to estimate the noise PSD (coloured likelihoods).
         progress: reports the particles done.
         **fit_kwargs: passed to :func:`reweight_matrix` (prior_counts, n_samples, ...).
     """
     check_likelihood_options(likelihood, noise_sigma, unknown_poses, mask_radius, mask3d)
-    ds = _dataset(particles, invert_contrast, unknown_poses)
+    check_local_poses(local_poses, likelihood, mask_radius, mask3d)
+    ds = _dataset(particles, invert_contrast, unknown_poses, pixel_size)
     atoms, info = prepare_atoms(models, selection, center, align_to, require_same_atoms)
     _prior_counts(fit_kwargs.get("prior_counts"), len(models))  # fail before the heavy work
+    # the global pose search has no whitening: "auto" falls back to the marginal likelihood there
+    whitening = not unknown_poses
+    choice = choose_likelihood(likelihood, ds, coloured_available=whitening)
+    noise_record: dict = {}
     if unknown_poses:
         search = PoseSearchConfig(
-            kind=likelihood,
+            kind=choice.kind,
             sigma=noise_sigma,
             exact=exact,
             pad_factor=pad_factor,
@@ -301,11 +390,15 @@ def reweight(
             max_shift=max_shift,
         )
         L = marginal_log_likelihood_matrix(ds, atoms, search, progress=progress)
+    elif _local_poses_on(local_poses, ds, choice.kind, mask_radius, mask3d):
+        L, noise_record = _local_pose_matrix(
+            ds, atoms, choice.kind, noise_sigma, exact, apply_ctf, progress
+        )
     else:
-        L = _known_pose_matrix(
+        L, noise_record = _known_pose_matrix(
             ds,
             atoms,
-            likelihood=likelihood,
+            likelihood=choice.kind,
             noise_sigma=noise_sigma,
             mask_radius=mask_radius,
             mask3d=mask3d,
@@ -314,11 +407,11 @@ def reweight(
             batch_size=batch_size,
             chunk_size=chunk_size,
             exact=exact,
-            psd_sample=psd_sample,
             progress=progress,
         )
     meta = {
-        "likelihood": likelihood,
+        **choice.record(),
+        **noise_record,
         "exact_marginal": exact,
         "mask_radius_angstrom": mask_radius,
         "mask3d": None if mask3d is None else str(mask3d),

@@ -7,8 +7,11 @@ See ``docs/simulate.md``.
 """
 
 from cryoensemble.workflows.simulate._config import DEFAULT_STRUCTURE as DEFAULT_STRUCTURE
+from cryoensemble.workflows.simulate._config import NUISANCES as NUISANCES
 from cryoensemble.workflows.simulate._config import SimulateConfig as SimulateConfig
 from cryoensemble.workflows.simulate._config import load_config as load_config
+from cryoensemble.workflows.simulate._images import ImageBatch as ImageBatch
+from cryoensemble.workflows.simulate._images import NoiseLevels as NoiseLevels
 from cryoensemble.workflows.simulate._images import iter_images as iter_images
 from cryoensemble.workflows.simulate._images import load_atoms as load_atoms
 from cryoensemble.workflows.simulate._plots import save_gallery as save_gallery
@@ -24,6 +27,9 @@ from cryoensemble.workflows.simulate._summary import (
 
 __all__ = [
     "DEFAULT_STRUCTURE",
+    "NUISANCES",
+    "ImageBatch",
+    "NoiseLevels",
     "SimulateConfig",
     "SimulateSummary",
     "default_output_folder",

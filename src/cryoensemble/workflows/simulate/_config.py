@@ -10,15 +10,40 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from cryoensemble.data import bundled
 from cryoensemble.io._config import read_mapping, validate_config
 
-__all__ = ["DEFAULT_STRUCTURE", "SELECTIONS", "SimulateConfig", "check_selection", "load_config"]
+__all__ = [
+    "DEFAULT_STRUCTURE",
+    "NUISANCES",
+    "SELECTIONS",
+    "SimulateConfig",
+    "check_selection",
+    "load_config",
+]
 
 #: The bundled example: adenylate kinase (open state), all atoms including hydrogens.
 DEFAULT_STRUCTURE = bundled("adk_open.pdb")
+
+#: The real-data nuisance options, each off (0 or False) by default.
+NUISANCES = (
+    "pose_error_deg",
+    "shift_error_A",
+    "envelope_b_factor",
+    "amplitude_spread",
+    "ice_fraction",
+    "micrograph_noise_spread",
+    "normalize",
+    "invert_contrast",
+)
 
 #: The atom selections every workflow accepts (besides ``chain:A,B``).
 SELECTIONS = ("all", "heavy", "calpha", "backbone")
@@ -139,13 +164,73 @@ class SimulateConfig(BaseModel):
         "pixel size from it); the structure(s) stand for its particles.",
     )
     check_stacks: bool = Field(
-        True, description="With from_star: validate the file's image stacks (exist, size, count)."
+        False,
+        description="With from_star: also validate the file's image stacks (exist, size, count); "
+        "off by default since simulate only uses the STAR file as a template.",
     )
     stack_size: int = Field(10000, ge=1, description="Images per MRC stack file.")
     batch_size: int = Field(
         512, ge=1, description="Particles simulated at once (bounds memory; also the noise pilot)."
     )
     gallery: bool = Field(True, description="Write gallery.png.")
+    # -- real-data nuisances (docs/simulate.md, "Real-data nuisances"), each off by default ------
+    pose_error_deg: float = Field(
+        0.0,
+        ge=0,
+        description="Pose errors: Gaussian sigma in degrees added to each Euler angle written to "
+        "the STAR file (images use the true poses, kept in cryoensembleTrueAngle* columns).",
+    )
+    shift_error_A: float = Field(
+        0.0,
+        ge=0,
+        description="Shift errors: Gaussian sigma in Angstrom added to each written shift axis "
+        "(true shifts in cryoensembleTrueOriginX/YAngst).",
+    )
+    envelope_b_factor: float = Field(
+        0.0,
+        ge=0,
+        description="Envelope B-factor in A^2 applied to the particle images (FT times "
+        "exp(-B k^2 / 4)) but not written to the STAR file.",
+    )
+    amplitude_spread: float = Field(
+        0.0,
+        ge=0,
+        description="Per-particle amplitude: sigma of a log-normal factor of mean 1 (0.3 = 30 %), "
+        "recorded in cryoensembleAmplitude.",
+    )
+    ice_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Fraction of the noise variance from a CTF-modulated amorphous-ice background "
+        "(Parkhurst et al. 2024 spectrum), the rest white; gaussian noise only.",
+    )
+    micrograph_noise_spread: float = Field(
+        0.0,
+        ge=0,
+        description="Per-micrograph noise level: sigma of a log-normal factor of mean 1 on the "
+        "noise standard deviation (writes rlnMicrographName); gaussian noise only.",
+    )
+    particles_per_micrograph: int = Field(
+        50,
+        ge=1,
+        description="Consecutive particles that share a micrograph (with micrograph_noise_spread; "
+        "a from_star file's rlnMicrographName wins).",
+    )
+    normalize: bool = Field(
+        False,
+        description="RELION-style normalisation: each image's background (outside "
+        "normalize_radius) to mean 0 and standard deviation 1.",
+    )
+    normalize_radius: float | None = Field(
+        None,
+        gt=0,
+        description="Radius in pixels outside which normalize measures the background (default "
+        "box_size // 2 - 1).",
+    )
+    invert_contrast: bool = Field(
+        False, description="Multiply the images by -1 (protein dark, as unprocessed micrographs)."
+    )
 
     @field_validator("selection")
     @classmethod
@@ -208,6 +293,40 @@ class SimulateConfig(BaseModel):
             raise ValueError("dose: required when noise = 'poisson' (electrons per A^2)")
         return self
 
+    # Nuisance checks are field validators (the fields they need come earlier), so that messages
+    # name the field and its flag. ``info`` is pydantic's ValidationInfo, a protocol that the
+    # runtime type checker of the tests cannot check, hence Any.
+    @field_validator("ice_fraction", "micrograph_noise_spread")
+    @classmethod
+    def _needs_gaussian_noise(cls, v: float, info: Any) -> float:
+        noise = info.data.get("noise", "gaussian")
+        if v > 0 and noise != "gaussian":
+            raise ValueError(
+                f"needs noise = 'gaussian' (it splits or scales the gaussian noise level), got "
+                f"noise = {noise!r}"
+            )
+        return v
+
+    @field_validator("normalize")
+    @classmethod
+    def _needs_noise(cls, v: bool, info: Any) -> bool:
+        if v and info.data.get("noise") == "none":
+            raise ValueError(
+                "needs noise (the background of noise-free images has no standard deviation to "
+                "normalise by)"
+            )
+        return v
+
+    @field_validator("normalize_radius")
+    @classmethod
+    def _leaves_background(cls, v: float | None, info: Any) -> float | None:
+        box = info.data.get("box_size")
+        if v is not None and box is not None and v >= box / 2:
+            raise ValueError(
+                f"{v} px leaves too little background in a {box} px box; must be < box_size / 2"
+            )
+        return v
+
     @property
     def normalised_weights(self) -> np.ndarray:
         """Population of each structure, summing to 1 (equal without ``weights``)."""
@@ -220,6 +339,19 @@ class SimulateConfig(BaseModel):
         if self.snr_mask_radius is not None:
             return float(self.snr_mask_radius)
         return float(int(self.box_size or 0) // 2)
+
+    @property
+    def nuisances(self) -> dict[str, float | bool]:
+        """The real-data nuisances that are on: field name -> value."""
+        return {k: getattr(self, k) for k in NUISANCES if getattr(self, k)}
+
+    @property
+    def background_radius(self) -> float:
+        """Radius in pixels outside which ``normalize`` measures the background
+        (``normalize_radius``, default box_size // 2 - 1)."""
+        if self.normalize_radius is not None:
+            return float(self.normalize_radius)
+        return float(int(self.box_size or 0) // 2 - 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-able dictionary (paths as strings)."""

@@ -8,6 +8,7 @@ Ctrl-C leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from cryoensemble.parallel import particle_mesh
 from cryoensemble.progress import AbstractProgressMeter, NoProgressMeter
 from cryoensemble.scattering import GaussianAtoms
 from cryoensemble.workflows.simulate._config import SimulateConfig
-from cryoensemble.workflows.simulate._images import iter_images, load_atoms
+from cryoensemble.workflows.simulate._images import NoiseLevels, iter_images, load_atoms
 from cryoensemble.workflows.simulate._plots import save_gallery
 from cryoensemble.workflows.simulate._sampling import resolve_config
 from cryoensemble.workflows.simulate._summary import SimulateSummary
@@ -43,6 +44,18 @@ GALLERY_NAME = "gallery.png"
 N_GALLERY = 8
 
 
+@dataclasses.dataclass
+class _Streamed:
+    """What streaming the images leaves: stack names, noise levels, gallery images and each
+    particle's image scale and offset (contrast inversion and normalisation)."""
+
+    stacks: list[str]
+    noise: NoiseLevels | None
+    gallery: tuple[np.ndarray, np.ndarray]
+    image_scale: np.ndarray
+    image_offset: np.ndarray
+
+
 def _stream(
     folder: Path,
     resolved: SimulateConfig,
@@ -50,20 +63,23 @@ def _stream(
     atoms: list[GaussianAtoms],
     mesh,
     progress: AbstractProgressMeter,
-) -> tuple[list[str], float | None, tuple[np.ndarray, np.ndarray]]:
-    """Simulate and write the stacks; returns their names, the noise sigma and gallery images."""
+) -> _Streamed:
+    """Simulate and write the stacks."""
     n = len(tables[1])
     sink = StackSink(folder, n, int(resolved.stack_size), resolved.box_size, resolved.pixel_size)
     writer = BackgroundWriter(sink)
-    sigma, gallery = None, None
+    levels, gallery = None, None
+    scale, offset = np.ones(n, np.float32), np.zeros(n, np.float32)
     t0 = time.perf_counter()
     try:
         with progress.task("simulating", total=n, unit="images") as task:
-            for idx, clean, noisy, batch_sigma in iter_images(resolved, *tables, atoms, mesh):
-                sigma = batch_sigma  # the dataset's one noise level (None without gaussian noise)
+            for batch in iter_images(resolved, *tables, atoms, mesh):
+                idx = batch.indices
+                levels = batch.noise  # the dataset's one level (None unless gaussian)
                 if gallery is None:
-                    gallery = (clean[:N_GALLERY].copy(), noisy[:N_GALLERY].copy())
-                writer.put(noisy)
+                    gallery = (batch.clean[:N_GALLERY].copy(), batch.noisy[:N_GALLERY].copy())
+                scale[idx], offset[idx] = batch.image_scale, batch.image_offset
+                writer.put(batch.noisy)
                 rate = (int(idx[-1]) + 1) / (time.perf_counter() - t0)
                 task.advance(len(idx), rate=f"{rate:,.0f} images/s")
         writer.finish()
@@ -71,7 +87,8 @@ def _stream(
         writer.stop()
         sink.abort()
         raise
-    return sink.names, sigma, gallery
+    assert gallery is not None  # at least one particle
+    return _Streamed(sink.names, levels, gallery, scale, offset)
 
 
 def _gallery(folder: Path, resolved: SimulateConfig, optics, particles, images) -> None:
@@ -91,10 +108,14 @@ def _simulate_into(
     resolved, optics, particles = resolve_config(config)
     atoms, centers = load_atoms(resolved)
     mesh = particle_mesh() if mesh is None else mesh
-    stacks, sigma, gallery = _stream(folder, resolved, (optics, particles), atoms, mesh, progress)
-    star = write_tables(folder, resolved, optics, particles)
+    streamed = _stream(folder, resolved, (optics, particles), atoms, mesh, progress)
+    levels = streamed.noise
+    image_map = None
+    if resolved.normalize or resolved.invert_contrast:
+        image_map = (streamed.image_scale, streamed.image_offset)
+    star = write_tables(folder, resolved, optics, particles, image_map)
     if resolved.gallery:
-        _gallery(folder, resolved, optics, particles, gallery)
+        _gallery(folder, resolved, optics, particles, streamed.gallery)
     structure = particles["cryoensembleStructureIndex"].to_numpy(np.int64)
     elapsed = time.perf_counter() - t0
     summary = SimulateSummary(
@@ -102,17 +123,18 @@ def _simulate_into(
         star_path=star,
         n_particles=len(particles),
         particles_per_structure=np.bincount(structure, minlength=len(atoms)).tolist(),
-        stacks=stacks,
+        stacks=streamed.stacks,
         box_size=int(resolved.box_size),
         pixel_size=float(resolved.pixel_size),
         noise=resolved.noise,
-        noise_sigma=sigma,
+        noise_sigma=None if levels is None else levels.sigma,
         snr_mask_radius_px=resolved.mask_radius if resolved.noise == "gaussian" else None,
         structure_centers=[None if c is None else [float(x) for x in c] for c in centers],
         n_devices=int(mesh.devices.size),
         elapsed_s=elapsed,
         images_per_s=len(particles) / elapsed,
         config=resolved.to_dict(),
+        noise_levels=None if levels is None else dataclasses.asdict(levels),
     )
     summary.write(folder)
     return summary
@@ -165,7 +187,8 @@ def regenerate_images(
         mesh: device mesh (default all devices).
 
     Returns:
-        ``(clean, noisy)`` float32 arrays (n, N, N) in phase-contrast units.
+        ``(clean, noisy)`` float32 arrays (n, N, N) in the units of the stacks (phase contrast
+        unless ``invert_contrast`` or ``normalize``; ``clean`` mapped like ``noisy``).
     """
     folder = Path(folder)
     cfg_path = folder / CONFIG_NAME
@@ -176,4 +199,4 @@ def regenerate_images(
     atoms, _ = load_atoms(resolved)
     mesh = particle_mesh() if mesh is None else mesh
     batches = list(iter_images(resolved, table.optics, table.particles, atoms, mesh))
-    return np.concatenate([b[1] for b in batches]), np.concatenate([b[2] for b in batches])
+    return np.concatenate([b.clean for b in batches]), np.concatenate([b.noisy for b in batches])

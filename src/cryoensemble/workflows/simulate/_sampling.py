@@ -6,7 +6,10 @@ structure index (``rng.choice`` with the normalised weights); rot ~ U(-180, 180)
 arccos(U(-1, 1)), psi ~ U(-180, 180) degrees (uniform on SO(3)); shift x, shift y ~
 U(-shift_max, shift_max) Angstrom per axis (a square); mean defocus d ~ U(defocus_min, defocus_max),
 astigmatism a ~ U(astigmatism_min, astigmatism_max), rlnDefocusU = d + a/2, rlnDefocusV = d - a/2,
-rlnDefocusAngle ~ U(0, 180) degrees. With ``from_star`` only the structure index is drawn.
+rlnDefocusAngle ~ U(0, 180) degrees. With ``from_star`` only the structure index is drawn (the
+file's own ``cryoensemble*`` columns are dropped). Then :func:`resolve_config` adds the
+per-particle nuisances (``_nuisances.py``, their own random streams) and, for ``apply_ctf``
+False, the identity CTF columns.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from cryoensemble.errors import ConfigError, InputError
 from cryoensemble.io import ParticleDataset, read_particles
 from cryoensemble.io._config import validate_config
 from cryoensemble.workflows.simulate._config import SimulateConfig
+from cryoensemble.workflows.simulate._nuisances import add_particle_nuisances, identity_ctf
 
 __all__ = ["draw_particles", "resolve_config", "stack_name"]
 
@@ -109,10 +113,7 @@ def _particles_from_star(config: SimulateConfig) -> tuple[pd.DataFrame, pd.DataF
     """Optics and particle tables of ``config.from_star`` with our image names and ground truth,
     and its pixel size (Angstrom) and box size (pixels)."""
     src = config.from_star
-    if config.check_stacks:
-        table = ParticleDataset(src, require_poses=True).table
-    else:
-        table = read_particles(src, require_poses=True)
+    table = read_particles(src, require_poses=True)
     optics = table.optics.copy()
     used = np.unique(table.optics_rows())
     px = optics["rlnImagePixelSize"].to_numpy(np.float64)[used]
@@ -122,7 +123,11 @@ def _particles_from_star(config: SimulateConfig) -> tuple[pd.DataFrame, pd.DataF
             f"{src}: optics groups differ in rlnImagePixelSize or rlnImageSize; simulation needs "
             "a single pixel size and box size"
         )
-    particles = table.particles.copy()
+    if config.check_stacks:
+        _check_stacks(src)
+    # a previous simulation's ground truth is not this one's
+    ours = [c for c in table.particles.columns if str(c).startswith("cryoensemble")]
+    particles = table.particles.drop(columns=ours)
     n = len(particles)
     rng = np.random.default_rng(config.seed)
     structure = rng.choice(len(config.structures), size=n, p=config.normalised_weights)
@@ -132,6 +137,18 @@ def _particles_from_star(config: SimulateConfig) -> tuple[pd.DataFrame, pd.DataF
     particles["cryoensembleStructureIndex"] = structure.astype(np.int64)
     particles["cryoensembleStructureFile"] = [labels[i] for i in structure]
     return optics, particles, float(px[0]), int(sizes[0])
+
+
+def _check_stacks(src: Path) -> None:
+    """Validate the image stacks of ``src`` (exist, box size, image count); the message says that
+    simulate does not need them."""
+    try:
+        ParticleDataset(src, require_poses=True)
+    except InputError as err:
+        raise InputError(
+            f"{err}; simulate --from-star only uses the STAR file as a template: leave out "
+            "--check-stacks (or pass --no-check-stacks) to simulate without its stacks"
+        ) from None
 
 
 def _check_star_sizes(config: SimulateConfig, box: int, px: float) -> None:
@@ -156,6 +173,8 @@ def resolve_config(
     With ``from_star`` the box size, pixel size, number of particles and the optics of the file
     (first optics group's voltage, Cs and Q0 as the config's; each particle keeps its own group)
     are taken from it; given box/pixel sizes must agree with the file. Paths become absolute.
+    The per-particle nuisances (pose errors, amplitudes, micrograph noise levels) are drawn into
+    the particle table; without CTF its CTF columns describe the identity CTF.
 
     Arguments:
         config: the user's configuration.
@@ -180,8 +199,7 @@ def resolve_config(
                 "pixel_size": config.pixel_size or _DEFAULT_PIXEL,
             }
         )
-        optics, particles = draw_particles(resolved)
-        return resolved, optics, particles
+        return resolved, *_with_nuisances(resolved, *draw_particles(resolved))
     optics, particles, px, box = _particles_from_star(config)
     _check_star_sizes(config, box, px)
     first = optics.iloc[0]
@@ -194,4 +212,15 @@ def resolve_config(
         "amplitude_contrast": float(first["rlnAmplitudeContrast"]),
     }
     data = {**config.model_dump(), **update}
-    return validate_config(SimulateConfig, data, str(config.from_star)), optics, particles
+    resolved = validate_config(SimulateConfig, data, str(config.from_star))
+    return resolved, *_with_nuisances(resolved, optics, particles)
+
+
+def _with_nuisances(
+    config: SimulateConfig, optics: pd.DataFrame, particles: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tables with the per-particle nuisances and, without CTF, an identity CTF."""
+    particles = add_particle_nuisances(config, particles)
+    if not config.apply_ctf:
+        optics, particles = identity_ctf(optics, particles)
+    return optics, particles

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryoensemble.workflows.simulate._config import NUISANCES
+
 __all__ = ["SUMMARY_NAME", "SimulateSummary", "default_output_folder"]
 
 SUMMARY_NAME = "summary.json"
@@ -18,7 +20,9 @@ class SimulateSummary:
     """The result of :func:`cryoensemble.workflows.simulate.run`.
 
     Times in seconds; ``noise_sigma`` in image (phase-contrast) units; ``snr_mask_radius_px`` in
-    pixels; ``structure_centers`` in Angstrom (None: the file's coordinates).
+    pixels; ``structure_centers`` in Angstrom (None: the file's coordinates); ``noise_levels``:
+    the gaussian noise's ``sigma`` (total), ``white`` (its white part) and ``ice`` (factor on
+    unit-variance ice before the CTF), phase-contrast units (None without gaussian noise).
     """
 
     folder: Path
@@ -36,6 +40,7 @@ class SimulateSummary:
     elapsed_s: float
     images_per_s: float
     config: dict[str, Any]
+    noise_levels: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dictionary (paths as strings)."""
@@ -68,6 +73,9 @@ class SimulateSummary:
             f"  ground truth: {out / 'ground_truth.csv'}",
             f"  config:       {out / 'config.yaml'}  (provenance.json, summary.json)",
         ]
+        on = {k: v for k, v in self.config.items() if k in NUISANCES and v}
+        if on:
+            lines.append("  nuisances:    " + ", ".join(f"{k}={v}" for k, v in on.items()))
         if (out / "gallery.png").exists():
             lines.append(f"  gallery:      {out / 'gallery.png'}")
         return lines

@@ -6,8 +6,10 @@ STAR file, the ground truth table and the effective configuration.
   ``cryoensembleStructureFile``, the structure file's base name);
 * ``particles_00000.mrcs``, ... -- float32 MRC stacks of at most ``stack_size`` images each,
   written incrementally (memory does not grow with the number of particles);
-* ``ground_truth.csv`` -- one row per particle: structure index and file, Euler angles, shifts and
-  CTF parameters;
+* ``ground_truth.csv`` -- one row per particle: structure index and file, the true (imaged) Euler
+  angles and shifts, CTF parameters, and the nuisances that are on: the poses written to the STAR
+  file (``star_rot_deg``, ...), ``amplitude``, ``micrograph`` and ``noise_scale``, and the image
+  map of inversion/normalisation (``image_scale``, ``image_offset``);
 * ``config.yaml`` -- the effective configuration that reproduces the dataset.
 """
 
@@ -24,6 +26,13 @@ from jaxtyping import Float
 
 from cryoensemble.io import MrcStackWriter, write_particles
 from cryoensemble.workflows.simulate._config import SimulateConfig
+from cryoensemble.workflows.simulate._nuisances import (
+    AMPLITUDE_COLUMN,
+    MICROGRAPH_COLUMN,
+    NOISE_SCALE_COLUMN,
+    TRUE_POSE_COLUMNS,
+    imaged_particles,
+)
 from cryoensemble.workflows.simulate._sampling import stack_name
 
 __all__ = [
@@ -138,26 +147,53 @@ class BackgroundWriter:
             self.thread.join()
 
 
-def _write_ground_truth(path: Path, particles: pd.DataFrame) -> None:
+def _write_ground_truth(
+    path: Path, particles: pd.DataFrame, image_map: tuple[np.ndarray, np.ndarray] | None
+) -> None:
+    truth = imaged_particles(particles)  # the imaged (true) poses
     cols = {
         "particle": np.arange(len(particles)),
         "image_name": particles["rlnImageName"],
         "structure_index": particles["cryoensembleStructureIndex"],
         "structure_file": particles["cryoensembleStructureFile"],
-        "rot_deg": particles["rlnAngleRot"],
-        "tilt_deg": particles["rlnAngleTilt"],
-        "psi_deg": particles["rlnAnglePsi"],
-        "shift_x_A": particles["rlnOriginXAngst"],
-        "shift_y_A": particles["rlnOriginYAngst"],
-        "defocus_u_A": particles["rlnDefocusU"],
-        "defocus_v_A": particles["rlnDefocusV"],
-        "defocus_angle_deg": particles["rlnDefocusAngle"],
     }
+    for star, name in _POSE_NAMES.items():
+        cols[name] = truth[star]
+    cols.update(
+        defocus_u_A=particles["rlnDefocusU"],
+        defocus_v_A=particles["rlnDefocusV"],
+        defocus_angle_deg=particles["rlnDefocusAngle"],
+    )
+    if TRUE_POSE_COLUMNS["rlnAngleRot"] in particles.columns:
+        cols.update({f"star_{name}": particles[star] for star, name in _POSE_NAMES.items()})
+    for column, name in _NUISANCE_NAMES.items():
+        if column in particles.columns:
+            cols[name] = particles[column]
+    if image_map is not None:
+        cols["image_scale"], cols["image_offset"] = image_map
     pd.DataFrame(cols).to_csv(path, index=False)
 
 
+_POSE_NAMES = {
+    "rlnAngleRot": "rot_deg",
+    "rlnAngleTilt": "tilt_deg",
+    "rlnAnglePsi": "psi_deg",
+    "rlnOriginXAngst": "shift_x_A",
+    "rlnOriginYAngst": "shift_y_A",
+}
+_NUISANCE_NAMES = {
+    AMPLITUDE_COLUMN: "amplitude",
+    MICROGRAPH_COLUMN: "micrograph",
+    NOISE_SCALE_COLUMN: "noise_scale",
+}
+
+
 def write_tables(
-    folder: Path, resolved: SimulateConfig, optics: pd.DataFrame, particles: pd.DataFrame
+    folder: Path,
+    resolved: SimulateConfig,
+    optics: pd.DataFrame,
+    particles: pd.DataFrame,
+    image_map: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
     """Write ``particles.star``, ``ground_truth.csv`` and ``config.yaml`` into ``folder``.
 
@@ -166,13 +202,15 @@ def write_tables(
         resolved: the resolved configuration (written as ``config.yaml``).
         optics: the optics table.
         particles: the particle table.
+        image_map: each particle's (scale, offset) of the contrast inversion and normalisation
+            (written image = scale * phase contrast + offset), for the ground truth; None: off.
 
     Returns:
         the path of ``particles.star``.
     """
     star = folder / STAR_NAME
     write_particles(star, (optics, particles))
-    _write_ground_truth(folder / GROUND_TRUTH_NAME, particles)
+    _write_ground_truth(folder / GROUND_TRUTH_NAME, particles, image_map)
     (folder / CONFIG_NAME).write_text(
         "# Effective configuration of this dataset (cryoensemble simulate --config "
         f"{CONFIG_NAME} reproduces it)\n" + yaml.safe_dump(resolved.to_dict(), sort_keys=False)
