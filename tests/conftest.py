@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import jax
@@ -14,6 +16,30 @@ settings.register_profile("cryoensemble", deadline=None, max_examples=50)
 settings.load_profile("cryoensemble")
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "cryoensemble" / "data"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example(name: str):
+    """Import ``examples/<name>.py`` once (the examples are scripts, not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """The four-atom toy example (``examples/four_atom_toy.py``)."""
+    return load_example("four_atom_toy")
+
+
+@pytest.fixture(scope="module")
+def toy_data(toy):
+    """600 particles of the four-atom toy (seed 1)."""
+    return toy.simulate_toy(600, seed=1)
 
 
 @pytest.fixture

@@ -3,42 +3,15 @@ Fourier crop it applies."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from cryoensemble.ensemble import InnerStepConfig, make_inner_step
 from cryoensemble.imaging import ImagingConfig
 from cryoensemble.inference import LikelihoodConfig, batch_log_likelihoods
 from cryoensemble.ndimage import fourier_crop
 from cryoensemble.scattering import GaussianAtoms
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def _load_example(name: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return _load_example("four_atom_toy")
-
-
-@pytest.fixture(scope="module")
-def toy_data(toy):
-    return toy.simulate_toy(600, seed=1)
 
 
 def test_fourier_crop_keeps_low_frequencies_and_white_noise_white():

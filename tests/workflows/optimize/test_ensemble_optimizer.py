@@ -3,34 +3,10 @@ adenylate-kinase acceptance run (reduced size)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-
-
-def _load_example(name: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return _load_example("four_atom_toy")
-
-
-@pytest.fixture(scope="module")
-def toy_data(toy):
-    return toy.simulate_toy(600, seed=1)
+from conftest import load_example
 
 
 def _check_recovery(out, frac):
@@ -89,7 +65,7 @@ def test_adam_optimizer_also_recovers_the_toy(toy, toy_data):
 def test_adk_reduced_opens_the_walker(tmp_path):
     """The acceptance experiment at 64 x 64, 2.4 A (400 particles): the opening walker ends
     within 2 A Calpha RMSD of the open state, the weights within 0.05 of the truth."""
-    ex = _load_example("adk_open_closed")
+    ex = load_example("adk_open_closed")
     rec = ex.main(["--out", str(tmp_path / "adk"), "--reduced", "--iterations", "30", "--quiet"])
     assert rec["final_rmsd_open"] <= 2.0
     assert rec["final_rmsd_other_closed"] <= 1.0
